@@ -1,0 +1,128 @@
+"""The one error hierarchy for everything that talks to Microsoft 365.
+
+Errors are raised at a single boundary (``m365.transport``), so callers never see a
+``requests`` exception or a raw response body. Each class says whether retrying is safe.
+
+::
+
+    M365Error                      base; never retried as such
+    ├── AuthError                  token endpoint refused us (AADSTS code); fix config, do not retry
+    ├── TransientError             safe to retry after a wait
+    │   ├── ThrottledError         429 (Retry-After honoured)
+    │   ├── ServiceUnavailableError 408 / 500 / 502 / 503 / 504, or token endpoint 5xx
+    │   └── ConnectionFailedError  connection refused, reset or timed out
+    └── ApiError                   Microsoft answered with a definite "no"; do not retry
+        ├── NotFoundError          Request_ResourceNotFound / ManagementObjectNotFoundException
+        ├── PermissionDeniedError  401 / 403: missing application permission or directory role
+        ├── InvalidRequestError    400: bad input, password complexity, synced user
+        └── UnblockLimitError      Microsoft's per-account unblock cap; only Microsoft Support helps
+
+Messages never contain credentials, tokens or passwords; they are safe to log and to
+store as a Prefect state message.
+"""
+
+from __future__ import annotations
+
+
+class M365Error(Exception):
+    """Base class. Not retryable unless a subclass says so."""
+
+    retryable: bool = False
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        if self.request_id:
+            return f"{self.message} (request-id {self.request_id})"
+        return self.message
+
+
+class AuthError(M365Error):
+    """Token acquisition failed. Not retryable: credentials, tenant or consent are wrong."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        error: str | None = None,
+        aadsts_code: int | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=correlation_id)
+        self.error = error
+        self.aadsts_code = aadsts_code
+        self.correlation_id = correlation_id
+
+
+class TransientError(M365Error):
+    """The service could not answer now. Safe to retry after ``retry_after`` seconds (or backoff)."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class ThrottledError(TransientError):
+    """HTTP 429. Safe to retry once ``retry_after`` seconds have passed."""
+
+
+class ServiceUnavailableError(TransientError):
+    """HTTP 408/5xx, or the token endpoint failing with 5xx. Safe to retry with backoff."""
+
+
+class ConnectionFailedError(TransientError):
+    """No usable HTTP response (refused, reset, timed out). Safe to retry.
+
+    For a write the outcome is ambiguous: the caller re-reads state before retrying
+    where a duplicate would matter.
+    """
+
+
+class ApiError(M365Error):
+    """Microsoft answered with an error that will not change on retry."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status = status
+        self.code = code
+
+
+class NotFoundError(ApiError):
+    """The user, mailbox or list entry does not exist. Not retryable."""
+
+
+class PermissionDeniedError(ApiError):
+    """401/403: the app lacks an application permission or an Entra role. Not retryable."""
+
+
+class InvalidRequestError(ApiError):
+    """400: the request was refused as given (complexity, synced user, bad parameter). Not retryable."""
+
+
+class UnblockLimitError(ApiError):
+    """The account reached Microsoft's unblock cap. Not retryable: contact Microsoft Support."""
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The single predicate that decides whether an error may be retried."""
+    return isinstance(exc, M365Error) and exc.retryable
