@@ -1,0 +1,40 @@
+# One-word entry points. `make test` is what CI runs.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup test check lint typecheck demo smoke bench e2e-deps clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+
+setup: $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,dev]'
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+check: lint typecheck
+
+e2e-deps:
+	bash scripts/install-system-deps.sh
+
+test: setup e2e-deps check
+	$(BIN)/pytest -q -ra
+
+demo: setup
+	$(BIN)/python -m flows.demo
+
+smoke: setup
+	$(BIN)/python -m flows.demo --smoke
+
+bench: setup
+	$(BIN)/python -m bench.run
+
+clean:
+	rm -rf $(VENV) .demo artifacts .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,51 @@
+"""Shared fixtures: one emulated tenant and one real Prefect API server per test session."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# Isolate Prefect before it is imported anywhere: its own home, its own result storage.
+_PREFECT_HOME = Path(tempfile.mkdtemp(prefix="unblock-tests-prefect-"))
+os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+
+from emulator import Emulator, demo_seed_path, load_seed  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_home() -> Path:
+    """The PREFECT_HOME of this test session (result storage lives below it)."""
+    return _PREFECT_HOME
+
+
+@pytest.fixture(scope="session")
+def emulator_session() -> Iterator[Emulator]:
+    """One emulated tenant (the demo seed) for the session; tests get it reset."""
+    emu = Emulator(load_seed(demo_seed_path()))
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+@pytest.fixture
+def emulator(emulator_session: Emulator) -> Emulator:
+    """The session emulator, back at the demo seed with no faults and an empty request log."""
+    emulator_session.reset()
+    return emulator_session
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A real Prefect API server on SQLite (prefect_test_harness), shared by the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield os.environ.get("PREFECT_API_URL", "")
