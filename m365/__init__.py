@@ -1,0 +1,97 @@
+"""Thin typed clients for Microsoft Graph and the Exchange Online admin API.
+
+``build_clients(config)`` gives the three objects a process needs for one tenant; see
+docs/architecture.md ("m365: clients") for the contract.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .auth import MsalTokenProvider, TokenProvider
+from .config import TenantConfig
+from .errors import (
+    ApiError,
+    AuthError,
+    ConfigurationError,
+    ConnectionFailedError,
+    InvalidIdentifierError,
+    InvalidRequestError,
+    M365Error,
+    NotFoundError,
+    PermissionDeniedError,
+    ServiceUnavailableError,
+    ThrottledError,
+    TransientError,
+    UnblockLimitError,
+    is_retryable,
+)
+from .exchange import ExchangeAdminClient
+from .graph import GraphClient
+from .reason import parse_reason
+from .retry import RetryPolicy
+from .transport import Transport
+
+__all__ = [
+    "ApiError",
+    "AuthError",
+    "ConfigurationError",
+    "ConnectionFailedError",
+    "ExchangeAdminClient",
+    "GraphClient",
+    "InvalidIdentifierError",
+    "InvalidRequestError",
+    "M365Clients",
+    "M365Error",
+    "MsalTokenProvider",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "RetryPolicy",
+    "ServiceUnavailableError",
+    "TenantConfig",
+    "ThrottledError",
+    "TokenProvider",
+    "TransientError",
+    "Transport",
+    "UnblockLimitError",
+    "build_clients",
+    "is_retryable",
+    "parse_reason",
+]
+
+
+@dataclass(frozen=True)
+class M365Clients:
+    """Everything needed to act on one tenant: Graph, Exchange and the shared token provider."""
+
+    graph: GraphClient
+    exchange: ExchangeAdminClient
+    tokens: TokenProvider
+    transport: Transport
+
+
+def build_clients(config: TenantConfig, *, retry_policy: RetryPolicy | None = None) -> M365Clients:
+    """Clients for one tenant sharing one session, one retry policy and one token provider.
+
+    No network I/O happens here: the MSAL application is built on the first token request.
+    """
+    transport = Transport(
+        ca_bundle=config.ca_bundle,
+        connect_timeout=config.connect_timeout,
+        read_timeout=config.read_timeout,
+        retry_policy=retry_policy,
+    )
+    tokens = MsalTokenProvider(config)
+    return M365Clients(
+        graph=GraphClient(transport, tokens, config.graph_base, config.graph_resource),
+        exchange=ExchangeAdminClient(
+            transport,
+            tokens,
+            config.exchange_base,
+            config.exchange_resource,
+            config.tenant_id,
+            config.tenant_domain,
+        ),
+        tokens=tokens,
+        transport=transport,
+    )

@@ -1,4 +1,7 @@
-"""Connection settings for one tenant. Secrets are ``SecretStr`` and unwrapped only in ``m365.auth``."""
+"""Connection settings for one tenant.
+
+Secrets are ``SecretStr`` and unwrapped only in ``m365.auth``.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,9 @@ class TenantConfig(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    tenant_id: str = Field(description="Directory (tenant) id, a GUID, or the onmicrosoft.com domain")
+    tenant_id: str = Field(
+        description="Directory (tenant) id, a GUID, or the onmicrosoft.com domain"
+    )
     tenant_domain: str | None = Field(
         default=None, description="Initial domain, e.g. contoso.onmicrosoft.com (X-AnchorMailbox)"
     )
@@ -45,5 +50,7 @@ class TenantConfig(BaseModel):
             self.pfx_path is not None,
         ]
         if sum(kinds) != 1:
-            raise ValueError("give exactly one credential: client_secret, certificate_pem or pfx_path")
+            raise ValueError(
+                "give exactly one credential: client_secret, certificate_pem or pfx_path"
+            )
         return self

@@ -7,6 +7,7 @@ Errors are raised at a single boundary (``m365.transport``), so callers never se
 
     M365Error                      base; never retried as such
     ├── AuthError                  token endpoint refused us (AADSTS code); fix config, do not retry
+    ├── ConfigurationError         unusable as configured (TLS trust, URL, cert); do not retry
     ├── TransientError             safe to retry after a wait
     │   ├── ThrottledError         429 (Retry-After honoured)
     │   ├── ServiceUnavailableError 408 / 500 / 502 / 503 / 504, or token endpoint 5xx
@@ -15,6 +16,7 @@ Errors are raised at a single boundary (``m365.transport``), so callers never se
         ├── NotFoundError          Request_ResourceNotFound / ManagementObjectNotFoundException
         ├── PermissionDeniedError  401 / 403: missing application permission or directory role
         ├── InvalidRequestError    400: bad input, password complexity, synced user
+        │   └── InvalidIdentifierError  refused locally before any request (also a ValueError)
         └── UnblockLimitError      Microsoft's per-account unblock cap; only Microsoft Support helps
 
 Messages never contain credentials, tokens or passwords; they are safe to log and to
@@ -57,8 +59,13 @@ class AuthError(M365Error):
         self.correlation_id = correlation_id
 
 
+class ConfigurationError(M365Error):
+    """The client cannot reach the service as configured (TLS verification, malformed URL,
+    unreadable certificate). Not retryable: fix the tenant profile."""
+
+
 class TransientError(M365Error):
-    """The service could not answer now. Safe to retry after ``retry_after`` seconds (or backoff)."""
+    """The service could not answer now. Safe to retry after ``retry_after`` s (or backoff)."""
 
     retryable = True
 
@@ -116,7 +123,17 @@ class PermissionDeniedError(ApiError):
 
 
 class InvalidRequestError(ApiError):
-    """400: the request was refused as given (complexity, synced user, bad parameter). Not retryable."""
+    """400: refused as given (complexity, synced user, bad parameter). Not retryable."""
+
+
+class InvalidIdentifierError(InvalidRequestError, ValueError):
+    """A user id, address or identity was malformed (quote, slash, CR/LF, oversize...).
+
+    Raised by the clients *before* any request, so ``status`` is 0. Not retryable.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, status=0, code="InvalidIdentifier")
 
 
 class UnblockLimitError(ApiError):
