@@ -44,6 +44,7 @@ from .errors import (
     ConnectionFailedError,
     M365Error,
     ServiceUnavailableError,
+    ThrottledError,
 )
 from .retry import parse_retry_after
 
@@ -124,14 +125,21 @@ class _TimeoutSession(requests.Session):
         kwargs.setdefault("timeout", self.default_timeout)
         kwargs.setdefault("allow_redirects", False)
         self._local.retry_after = None
+        self._local.status = None
         response = super().request(method, url, *args, **kwargs)
         self._local.retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        self._local.status = response.status_code
         return response
 
     @property
     def last_retry_after(self) -> float | None:
         value = getattr(self._local, "retry_after", None)
         return value if isinstance(value, float) else None
+
+    @property
+    def last_status(self) -> int | None:
+        value = getattr(self._local, "status", None)
+        return value if isinstance(value, int) else None
 
 
 @dataclass
@@ -357,8 +365,22 @@ class MsalTokenProvider:
                 return access_token
             self._forget_replays(shared)
             error = _auth_error(result, self._config.client_id)
+            status = shared.session.last_status
+            retry_after = shared.session.last_retry_after
+            if status == 429:
+                raise ThrottledError(
+                    error.message,
+                    status=429,
+                    retry_after=retry_after,
+                    request_id=error.correlation_id,
+                )
             if result.get("error") in ("temporarily_unavailable", "server_error"):
-                raise ServiceUnavailableError(error.message, request_id=error.correlation_id)
+                raise ServiceUnavailableError(
+                    error.message,
+                    status=status,
+                    retry_after=retry_after,
+                    request_id=error.correlation_id,
+                )
             log.warning("%s failed: %s", what, error)
             raise error
 
