@@ -126,3 +126,12 @@ def tenant_from_env(environ: dict[str, str] | None = None) -> M365Tenant | None:
         exchange_base=env.get(ENV_PREFIX + "EXCHANGE_BASE", DEFAULT_EXCHANGE_BASE),
         ca_bundle=env.get(ENV_PREFIX + "CA_BUNDLE"),
     )
+
+
+def register_blocks() -> None:
+    """Register the project's block types with the Prefect API (idempotent).
+
+    Same effect as ``prefect block register -m playbook.blocks``; afterwards "M365 Tenant" can be
+    created and edited in the UI (Blocks > Add).
+    """
+    M365Tenant.register_type_and_schema()

@@ -1,0 +1,64 @@
+"""What a run records for the audit trail (rendered by ``playbook.rendering``); never a secret."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from m365.models import RestrictedSender, User
+
+from .outcomes import Outcome
+
+StepStatus = Literal["done", "skipped", "failed", "would run"]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class StepRecord(BaseModel):
+    """One documented step as it happened."""
+
+    name: str
+    status: StepStatus
+    started: datetime | None = None
+    finished: datetime | None = None
+    detail: str = ""
+    request_ids: list[str] = Field(default_factory=list)
+
+
+class ApprovalRecord(BaseModel):
+    decision: Literal["approved", "rejected", "expired"]
+    approver: str | None = None
+    comment: str = ""
+    at: datetime
+    requested_at: datetime
+
+
+class RunReport(BaseModel):
+    """Everything the audit report says about one run."""
+
+    flow: str
+    flow_run_id: str
+    flow_run_name: str
+    account: str
+    tenant: str
+    ticket: str
+    requested_by: str
+    dry_run: bool
+    handover: str
+    handover_block: str | None = None
+    started: datetime = Field(default_factory=utcnow)
+    finished: datetime | None = None
+    user: User | None = None
+    entry: RestrictedSender | None = None
+    approval: ApprovalRecord | None = None
+    steps: list[StepRecord] = Field(default_factory=list)
+    outcome: Outcome | None = None
+    outcome_detail: str = ""
+    next_steps: list[str] = Field(default_factory=list)
+    planned: list[str] = Field(default_factory=list)  # dry run: what would have been done
+    verification_run: str | None = None
+    verification_at: datetime | None = None

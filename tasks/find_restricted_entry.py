@@ -1,0 +1,33 @@
+"""Step 3: look for the account on the Restricted users list (Exchange Online)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from m365.models import RestrictedSender
+from playbook.clients import clients_for
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="find_restricted_entry",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def find_restricted_entry(tenant: str, addresses: tuple[str, ...]) -> list[RestrictedSender]:
+    """Get-BlockedSenderAddress for each address (UPN first); every entry found."""
+    logger = run_logger()
+    exchange = clients_for(tenant).exchange
+    found: list[RestrictedSender] = []
+    for address in addresses:
+        entries = exchange.get_blocked_senders(sender_address=address)
+        logger.info("Restricted users list, %s: %d entr(y/ies)", address, len(entries))
+        found.extend(entries)
+    return found

@@ -1,0 +1,34 @@
+"""Step 7b: schedule the follow-up check (the verify-unblock deployment)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+
+from playbook.params import VerifyRequest
+from playbook.results import ScheduledCheck
+
+from ._logging import run_logger
+
+VERIFY_DEPLOYMENT = "verify-unblock/verify-unblock"
+
+
+@task(name="schedule_verification", persist_result=False, cache_policy=NO_CACHE, retries=2)
+def schedule_verification(check: VerifyRequest, at: datetime, run_name: str) -> ScheduledCheck:
+    """Create a verify-unblock run scheduled at ``at`` (not a subflow: it outlives this run)."""
+    run = run_deployment(
+        name=VERIFY_DEPLOYMENT,
+        parameters={"check": check.model_dump(mode="json")},
+        scheduled_time=at,
+        timeout=0,
+        as_subflow=False,
+        flow_run_name=run_name,
+        tags=["unblock-email", "follow-up"],
+    )
+    assert isinstance(run, FlowRun)
+    run_logger().info("Follow-up %s scheduled for %s", run.name, at.isoformat())
+    return ScheduledCheck(flow_run_id=str(run.id), flow_run_name=run.name, scheduled_for=at)
