@@ -1,0 +1,173 @@
+"""The seed file: tenants, users, restricted entries and app registrations (YAML or JSON)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# Directory role template ids (the same in every tenant).
+ROLE_TEMPLATES: dict[str, str] = {
+    "Global Administrator": "62e90394-69f5-4237-9190-012177145e10",
+    "User Administrator": "fe930be7-5e62-47db-91af-98c3a49a38b1",
+    "Privileged Authentication Administrator": "7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+    "Authentication Administrator": "c4e39bd9-1100-46d3-8c65-fb160da0071f",
+    "Helpdesk Administrator": "729827e3-9c14-49f7-bb1b-9608f156bbb8",
+    "Exchange Administrator": "29232cdf-9323-42fd-ade2-1d097af3e4de",
+    "Exchange Recipient Administrator": "31392ffb-586c-42d1-9346-e59415a2cc4e",
+    "Global Reader": "f2ef992c-3afb-46b9-b7cf-a126ee74c451",
+    "Security Reader": "5d6b6bb7-de71-4623-b4af-96380a352509",
+    "Security Administrator": "194ae4cb-b126-40b2-bd5b-6091b380977d",
+    "Compliance Administrator": "17315797-102d-40b4-93e0-432062caca18",
+    "Privileged Role Administrator": "e8611ab8-c189-46e8-94e1-60213ab1f814",
+}
+ROLE_NAMES: dict[str, str] = {v: k for k, v in ROLE_TEMPLATES.items()}
+
+_NAMESPACE = uuid.UUID("6f1d3c1e-3f0b-4f5e-9a53-0e6d4c0a7a11")
+
+
+def stable_id(*parts: str) -> str:
+    """A GUID that is the same on every start for the same inputs (so ids survive reset)."""
+    return str(uuid.uuid5(_NAMESPACE, "/".join(p.lower() for p in parts)))
+
+
+def role_template_id(value: str) -> str:
+    """Accept a role display name or a template id."""
+    if value in ROLE_TEMPLATES:
+        return ROLE_TEMPLATES[value]
+    try:
+        return str(uuid.UUID(value))
+    except ValueError:
+        raise ValueError(f"unknown directory role {value!r}") from None
+
+
+class _Seed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TenantSettings(_Seed):
+    removal_delay_seconds: float = Field(default=0.0, ge=0)
+    unblock_cap: int = Field(default=3, ge=0)
+    page_size: int = Field(default=100, ge=1)
+    tap_enabled: bool = True
+
+
+class InboxRuleSeed(_Seed):
+    name: str
+    enabled: bool = True
+    hidden: bool = False
+    forward_to: list[str] = Field(default_factory=list)
+    forward_as_attachment_to: list[str] = Field(default_factory=list)
+    redirect_to: list[str] = Field(default_factory=list)
+    delete_message: bool = False
+    move_to_folder: str | None = None
+
+
+class ForwardingSeed(_Seed):
+    forwarding_address: str | None = None
+    forwarding_smtp_address: str | None = None
+    deliver_to_mailbox_and_forward: bool = False
+
+
+class UserSeed(_Seed):
+    upn: str
+    id: str | None = None
+    display_name: str | None = None
+    mail: str | None = None
+    proxy_addresses: list[str] | None = None  # default: ["SMTP:<mail or upn>"]
+    enabled: bool = True
+    synced: bool = False
+    has_mailbox: bool = True
+    directory_roles: list[str] = Field(default_factory=list)
+    inbox_rules: list[InboxRuleSeed] = Field(default_factory=list)
+    forwarding: ForwardingSeed | None = None
+    last_password_change: datetime | None = None
+
+    @field_validator("directory_roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        return [role_template_id(v) for v in value]
+
+
+class RestrictedSeed(_Seed):
+    address: str
+    reason: str = ""
+    created: datetime | None = None
+    temporary_block: bool = False
+
+
+class GenerateRestricted(_Seed):
+    count: int = Field(ge=0)
+    prefix: str = "bulk"
+    reason: str | None = None
+
+
+class AppSeed(_Seed):
+    name: str
+    client_id: str
+    client_secret: str | None = None
+    certificate: bool = False
+    display_name: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    wids: list[str] = Field(default_factory=list)
+    token_lifetime_seconds: int = Field(default=3599, ge=1)
+
+    @field_validator("wids")
+    @classmethod
+    def _wids(cls, value: list[str]) -> list[str]:
+        return [role_template_id(v) for v in value]
+
+    @model_validator(mode="after")
+    def _credential(self) -> AppSeed:
+        if not self.client_secret and not self.certificate:
+            raise ValueError(f"app {self.name!r} needs client_secret or certificate: true")
+        return self
+
+
+class TenantSeed(_Seed):
+    name: str
+    tenant_id: str
+    domain: str
+    settings: TenantSettings = Field(default_factory=TenantSettings)
+    users: list[UserSeed] = Field(default_factory=list)
+    restricted: list[RestrictedSeed] = Field(default_factory=list)
+    generate_restricted: GenerateRestricted | None = None
+    apps: list[AppSeed] = Field(default_factory=list)
+
+    @field_validator("tenant_id")
+    @classmethod
+    def _guid(cls, value: str) -> str:
+        return str(uuid.UUID(value))
+
+
+class Seed(_Seed):
+    tenants: list[TenantSeed]
+
+    @model_validator(mode="after")
+    def _unique(self) -> Seed:
+        names = [t.name for t in self.tenants]
+        if len(set(names)) != len(names):
+            raise ValueError("tenant names must be unique")
+        return self
+
+
+def demo_seed_path() -> Path:
+    """The demo tenant shipped with the package."""
+    return Path(__file__).resolve().parent / "seeds" / "demo.yaml"
+
+
+def load_seed(source: str | Path | dict[str, Any] | Seed) -> Seed:
+    """Load a seed from a YAML/JSON file, a dict or a ``Seed``."""
+    if isinstance(source, Seed):
+        return source
+    if isinstance(source, dict):
+        return Seed.model_validate(source)
+    path = Path(source)
+    text = path.read_text(encoding="utf-8")
+    data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
+    return Seed.model_validate(data)

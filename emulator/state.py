@@ -1,0 +1,476 @@
+"""The live tenant state. Every mutation happens under ``EmulatorState.lock``.
+
+Passwords and TAPs are stored only as salted PBKDF2 hashes; the plaintext never outlives
+the request that carried it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+
+from .seed import ROLE_NAMES, Seed, TenantSeed, TenantSettings, UserSeed, stable_id
+
+_PBKDF2_ROUNDS = 20_000
+ADMIN_ROLE_IDS = frozenset(ROLE_NAMES)  # any directory role counts as "admin" for resets
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _hash_secret(value: str) -> tuple[bytes, bytes]:
+    salt = secrets.token_bytes(16)
+    return salt, hashlib.pbkdf2_hmac("sha256", value.encode("utf-8"), salt, _PBKDF2_ROUNDS)
+
+
+def _matches(salt: bytes | None, digest: bytes | None, candidate: str) -> bool:
+    if salt is None or digest is None:
+        return False
+    probe = hashlib.pbkdf2_hmac("sha256", candidate.encode("utf-8"), salt, _PBKDF2_ROUNDS)
+    return hmac.compare_digest(probe, digest)
+
+
+@dataclass
+class InboxRuleRecord:
+    rule_id: str
+    name: str
+    enabled: bool = True
+    hidden: bool = False
+    priority: int = 1
+    forward_to: list[str] = field(default_factory=list)
+    forward_as_attachment_to: list[str] = field(default_factory=list)
+    redirect_to: list[str] = field(default_factory=list)
+    delete_message: bool = False
+    move_to_folder: str | None = None
+
+
+@dataclass
+class UserRecord:
+    id: str
+    upn: str
+    display_name: str
+    mail: str | None
+    proxy_addresses: list[str]
+    enabled: bool = True
+    synced: bool = False
+    has_mailbox: bool = True
+    directory_roles: list[str] = field(default_factory=list)
+    inbox_rules: list[InboxRuleRecord] = field(default_factory=list)
+    forwarding_address: str | None = None
+    forwarding_smtp_address: str | None = None
+    deliver_to_mailbox_and_forward: bool = False
+    created: datetime = field(default_factory=utcnow)
+    last_password_change: datetime | None = None
+    force_change_password_next_sign_in: bool = False
+    force_change_password_next_sign_in_with_mfa: bool = False
+    password_resets: int = 0
+    session_revocations: int = 0
+    sign_in_sessions_valid_from: datetime | None = None
+    taps_created: int = 0
+    tap_id: str | None = None
+    tap_lifetime_minutes: int | None = None
+    tap_usable_once: bool | None = None
+    _password_salt: bytes | None = field(default=None, repr=False)
+    _password_hash: bytes | None = field(default=None, repr=False)
+    _tap_salt: bytes | None = field(default=None, repr=False)
+    _tap_hash: bytes | None = field(default=None, repr=False)
+
+    @property
+    def alias(self) -> str:
+        return self.upn.split("@", 1)[0]
+
+    @property
+    def primary_smtp(self) -> str:
+        for proxy in self.proxy_addresses:
+            if proxy.startswith("SMTP:"):
+                return proxy[5:]
+        return self.mail or self.upn
+
+    def smtp_addresses(self) -> list[str]:
+        """UPN, mail and every smtp proxy, lower-cased."""
+        out = [self.upn.lower()]
+        if self.mail:
+            out.append(self.mail.lower())
+        for proxy in self.proxy_addresses:
+            scheme, _, address = proxy.partition(":")
+            if scheme.lower() == "smtp" and address:
+                out.append(address.lower())
+        return list(dict.fromkeys(out))
+
+    def set_password(self, password: str, *, force_change: bool, with_mfa: bool) -> None:
+        self._password_salt, self._password_hash = _hash_secret(password)
+        self.last_password_change = utcnow()
+        self.force_change_password_next_sign_in = force_change
+        self.force_change_password_next_sign_in_with_mfa = with_mfa
+        self.password_resets += 1
+
+    def password_matches(self, candidate: str) -> bool:
+        return _matches(self._password_salt, self._password_hash, candidate)
+
+    def set_tap(self, tap: str, *, lifetime: int, usable_once: bool) -> str:
+        self._tap_salt, self._tap_hash = _hash_secret(tap)
+        self.tap_id = secrets.token_hex(16)
+        self.tap_lifetime_minutes = lifetime
+        self.tap_usable_once = usable_once
+        self.taps_created += 1
+        return self.tap_id
+
+    def tap_matches(self, candidate: str) -> bool:
+        return _matches(self._tap_salt, self._tap_hash, candidate)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "userPrincipalName": self.upn,
+            "displayName": self.display_name,
+            "mail": self.mail,
+            "accountEnabled": self.enabled,
+            "onPremisesSyncEnabled": self.synced,
+            "directoryRoles": [ROLE_NAMES.get(r, r) for r in self.directory_roles],
+            "lastPasswordChangeDateTime": _iso(self.last_password_change),
+            "forceChangePasswordNextSignIn": self.force_change_password_next_sign_in,
+            "passwordResets": self.password_resets,
+            "sessionRevocations": self.session_revocations,
+            "signInSessionsValidFromDateTime": _iso(self.sign_in_sessions_valid_from),
+            "tapsCreated": self.taps_created,
+            "forwardingSmtpAddress": self.forwarding_smtp_address,
+            "forwardingAddress": self.forwarding_address,
+            "deliverToMailboxAndForward": self.deliver_to_mailbox_and_forward,
+            "inboxRules": [
+                {"name": r.name, "enabled": r.enabled, "hidden": r.hidden} for r in self.inbox_rules
+            ],
+        }
+
+
+@dataclass
+class RestrictedEntry:
+    address: str
+    reason: str
+    created: datetime
+    changed: datetime
+    temporary_block: bool = False
+    removal_due: float | None = None  # time.monotonic() when the removal takes effect
+    removal_reason: str | None = None
+    removal_requested: datetime | None = None
+
+    @property
+    def pending_removal(self) -> bool:
+        return self.removal_due is not None
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "senderAddress": self.address,
+            "reason": self.reason,
+            "created": _iso(self.created),
+            "pendingRemoval": self.pending_removal,
+            "removalReason": self.removal_reason,
+        }
+
+
+@dataclass
+class AppRecord:
+    name: str
+    client_id: str
+    display_name: str
+    roles: list[str]
+    wids: list[str]
+    token_lifetime_seconds: int
+    client_secret: str | None = None
+    certificate_path: str | None = None
+    certificate_thumbprint: str | None = None  # SHA-1, upper-case hex
+    certificate_sha256: str | None = None
+    certificate_pem: str | None = field(default=None, repr=False)  # key + cert
+    public_key: RSAPublicKey | None = field(default=None, repr=False)
+    service_principal_id: str = ""
+
+
+@dataclass
+class TenantState:
+    name: str
+    tenant_id: str
+    domain: str
+    settings: TenantSettings
+    users: dict[str, UserRecord] = field(default_factory=dict)
+    restricted: dict[str, RestrictedEntry] = field(default_factory=dict)  # key: lower address
+    unblock_counts: dict[str, int] = field(default_factory=dict)
+    apps: dict[str, AppRecord] = field(default_factory=dict)  # key: lower client id
+
+    def matches(self, key: str) -> bool:
+        k = key.lower()
+        return k == self.tenant_id.lower() or k == self.domain.lower()
+
+    def user(self, identifier: str) -> UserRecord | None:
+        """By object id or UPN (what Graph ``/users/{x}`` accepts)."""
+        k = identifier.lower()
+        for user in self.users.values():
+            if user.id.lower() == k or user.upn.lower() == k:
+                return user
+        return None
+
+    def user_by_address(self, identifier: str) -> UserRecord | None:
+        """By id, UPN, mail or any SMTP proxy address, alias or display name (EXO Identity)."""
+        found = self.user(identifier)
+        if found:
+            return found
+        k = identifier.lower().removeprefix("smtp:")
+        for user in self.users.values():
+            if k in user.smtp_addresses():
+                return user
+        for user in self.users.values():
+            if k in (user.alias.lower(), user.display_name.lower()):
+                return user
+        return None
+
+    def app(self, client_id: str) -> AppRecord | None:
+        return self.apps.get(client_id.lower())
+
+    def role_object_id(self, template_id: str) -> str:
+        return stable_id(self.tenant_id, "directoryRole", template_id)
+
+    def purge_restricted(self, now: float | None = None) -> None:
+        """Drop entries whose removal has taken effect."""
+        now = time.monotonic() if now is None else now
+        gone = [
+            k
+            for k, e in self.restricted.items()
+            if e.removal_due is not None and e.removal_due <= now
+        ]
+        for k in gone:
+            del self.restricted[k]
+
+    def visible_restricted(self) -> list[RestrictedEntry]:
+        self.purge_restricted()
+        return sorted(self.restricted.values(), key=lambda e: (e.created, e.address.lower()))
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def _user_from_seed(tenant: TenantSeed, seed: UserSeed) -> UserRecord:
+    proxies = seed.proxy_addresses
+    if proxies is None:
+        proxies = [f"SMTP:{seed.mail or seed.upn}"]
+    user = UserRecord(
+        id=seed.id or stable_id(tenant.tenant_id, "user", seed.upn),
+        upn=seed.upn,
+        display_name=seed.display_name or seed.upn.split("@", 1)[0],
+        mail=seed.mail,
+        proxy_addresses=list(proxies),
+        enabled=seed.enabled,
+        synced=seed.synced,
+        has_mailbox=seed.has_mailbox,
+        directory_roles=list(seed.directory_roles),
+        last_password_change=seed.last_password_change,
+        created=seed.last_password_change or datetime(2023, 1, 9, 8, 0, tzinfo=UTC),
+    )
+    for index, rule in enumerate(seed.inbox_rules, start=1):
+        user.inbox_rules.append(
+            InboxRuleRecord(
+                rule_id=str(int(stable_id(user.id, rule.name).replace("-", "")[:15], 16)),
+                name=rule.name,
+                enabled=rule.enabled,
+                hidden=rule.hidden,
+                priority=index,
+                forward_to=list(rule.forward_to),
+                forward_as_attachment_to=list(rule.forward_as_attachment_to),
+                redirect_to=list(rule.redirect_to),
+                delete_message=rule.delete_message,
+                move_to_folder=rule.move_to_folder,
+            )
+        )
+    if seed.forwarding:
+        user.forwarding_address = seed.forwarding.forwarding_address
+        user.forwarding_smtp_address = seed.forwarding.forwarding_smtp_address
+        user.deliver_to_mailbox_and_forward = seed.forwarding.deliver_to_mailbox_and_forward
+    return user
+
+
+class EmulatorState:
+    """All tenants. Use ``with state.lock:`` around multi-step reads in tests."""
+
+    def __init__(self, seed: Seed, apps: dict[tuple[str, str], AppRecord]) -> None:
+        self.lock = threading.RLock()
+        self.tenants: dict[str, TenantState] = {}
+        self._load(seed, apps)
+
+    def reload(self, seed: Seed, apps: dict[tuple[str, str], AppRecord]) -> None:
+        """Back to the seed (in place, so handlers holding this object see the reset)."""
+        with self.lock:
+            self.tenants = {}
+            self._load(seed, apps)
+
+    def _load(self, seed: Seed, apps: dict[tuple[str, str], AppRecord]) -> None:
+        for t in seed.tenants:
+            ts = TenantState(
+                name=t.name,
+                tenant_id=t.tenant_id,
+                domain=t.domain,
+                settings=t.settings.model_copy(),
+            )
+            for u in t.users:
+                user = _user_from_seed(t, u)
+                ts.users[user.id] = user
+            for r in t.restricted:
+                created = r.created or utcnow()
+                ts.restricted[r.address.lower()] = RestrictedEntry(
+                    r.address, r.reason, created, created, r.temporary_block
+                )
+            if t.generate_restricted:
+                _generate(t, ts)
+            for a in t.apps:
+                app = apps[(t.name, a.name)]
+                ts.apps[app.client_id.lower()] = app
+            self.tenants[t.name] = ts
+
+    # ---- lookups -------------------------------------------------------------------------
+
+    def tenant(self, key: str) -> TenantState:
+        """By name, tenant id or domain. KeyError if unknown."""
+        if key in self.tenants:
+            return self.tenants[key]
+        found = self.find_tenant(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def find_tenant(self, key: str) -> TenantState | None:
+        for ts in self.tenants.values():
+            if ts.matches(key):
+                return ts
+        return None
+
+    def user(self, tenant: str, identifier: str) -> UserRecord:
+        """A user by id, UPN or any SMTP address. KeyError if unknown."""
+        with self.lock:
+            found = self.tenant(tenant).user_by_address(identifier)
+        if found is None:
+            raise KeyError(identifier)
+        return found
+
+    def entry(self, tenant: str, address: str) -> RestrictedEntry | None:
+        """The restricted entry for ``address`` as ``Get-BlockedSenderAddress`` would see it."""
+        with self.lock:
+            ts = self.tenant(tenant)
+            ts.purge_restricted()
+            return ts.restricted.get(address.lower())
+
+    def is_restricted(self, tenant: str, address: str) -> bool:
+        return self.entry(tenant, address) is not None
+
+    def restricted_addresses(self, tenant: str) -> list[str]:
+        with self.lock:
+            return [e.address for e in self.tenant(tenant).visible_restricted()]
+
+    def unblock_count(self, tenant: str, address: str) -> int:
+        with self.lock:
+            return self.tenant(tenant).unblock_counts.get(address.lower(), 0)
+
+    def password_matches(
+        self, user: UserRecord | str, candidate: str, tenant: str | None = None
+    ) -> bool:
+        """True if ``candidate`` is the user's current password (only the hash is stored)."""
+        with self.lock:
+            record = user if isinstance(user, UserRecord) else self._any_user(user, tenant)
+            return record.password_matches(candidate)
+
+    def tap_matches(
+        self, user: UserRecord | str, candidate: str, tenant: str | None = None
+    ) -> bool:
+        with self.lock:
+            record = user if isinstance(user, UserRecord) else self._any_user(user, tenant)
+            return record.tap_matches(candidate)
+
+    def _any_user(self, identifier: str, tenant: str | None) -> UserRecord:
+        tenants = [self.tenant(tenant)] if tenant else list(self.tenants.values())
+        for ts in tenants:
+            found = ts.user_by_address(identifier)
+            if found:
+                return found
+        raise KeyError(identifier)
+
+    # ---- mutations for tests and the admin API ---------------------------------------------
+
+    def restrict(
+        self,
+        tenant: str,
+        address: str,
+        reason: str = "",
+        created: datetime | None = None,
+        temporary_block: bool = False,
+    ) -> RestrictedEntry:
+        """Put ``address`` on the Restricted users list (replacing any entry for it)."""
+        when = created or utcnow()
+        entry = RestrictedEntry(address, reason, when, when, temporary_block)
+        with self.lock:
+            self.tenant(tenant).restricted[address.lower()] = entry
+        return entry
+
+    def add_user(self, tenant: str, upn: str, **fields: Any) -> UserRecord:
+        """Add a user; ``fields`` are those of a seed user (display_name, mail, synced...)."""
+        with self.lock:
+            ts = self.tenant(tenant)
+            seed = TenantSeed(name=ts.name, tenant_id=ts.tenant_id, domain=ts.domain)
+            user = _user_from_seed(seed, UserSeed(upn=upn, **fields))
+            ts.users[user.id] = user
+            return user
+
+    def update_settings(self, tenant: str, **settings: Any) -> TenantSettings:
+        """Change tenant settings (removal_delay_seconds, unblock_cap, page_size, tap_enabled)."""
+        with self.lock:
+            ts = self.tenant(tenant)
+            ts.settings = ts.settings.model_copy(update=settings)
+            TenantSettings.model_validate(ts.settings.model_dump())
+            return ts.settings
+
+    def summary(self) -> dict[str, Any]:
+        """Everything a test or the demo may look at. No secrets, no hashes."""
+        with self.lock:
+            out: dict[str, Any] = {}
+            for ts in self.tenants.values():
+                out[ts.name] = {
+                    "tenant_id": ts.tenant_id,
+                    "domain": ts.domain,
+                    "settings": ts.settings.model_dump(),
+                    "users": [u.summary() for u in ts.users.values()],
+                    "restricted": [e.summary() for e in ts.visible_restricted()],
+                    "unblock_counts": dict(ts.unblock_counts),
+                    "apps": [
+                        {
+                            "name": a.name,
+                            "client_id": a.client_id,
+                            "roles": a.roles,
+                            "wids": [ROLE_NAMES.get(w, w) for w in a.wids],
+                        }
+                        for a in ts.apps.values()
+                    ],
+                }
+            return out
+
+
+def _generate(tenant: TenantSeed, ts: TenantState) -> None:
+    gen = tenant.generate_restricted
+    assert gen is not None
+    domain = tenant.domain
+    base = datetime(2024, 5, 1, 6, 0, tzinfo=UTC)
+    for i in range(gen.count):
+        upn = f"{gen.prefix}{i:05d}@{domain}"
+        user = _user_from_seed(
+            tenant, UserSeed(upn=upn, display_name=f"{gen.prefix} {i:05d}", mail=upn)
+        )
+        ts.users[user.id] = user
+        reason = gen.reason or (
+            "OutboundSpamLast24Hours=120;OutboundMailLast24Hours=130;OutboundSpamPercent=92.31;"
+            f"Last Spam Message MessagetraceId:{stable_id(upn, 'trace')}"
+        )
+        created = base + timedelta(seconds=i)
+        ts.restricted[upn.lower()] = RestrictedEntry(upn, reason, created, created)
