@@ -25,7 +25,7 @@ EXCHANGE = "https://outlook.office365.com"
 def cert_app_config(emulator: Emulator) -> TenantConfig:
     apps = emulator.state.tenant(TENANT).apps.values()
     name = next(a.name for a in apps if a.certificate_pem)
-    cfg = emulator.tenant_config(TENANT, app=name)
+    cfg = emulator.tenant_config(TENANT, app=name, credential="certificate")
     assert cfg.certificate_pem is not None
     return cfg
 
@@ -146,10 +146,11 @@ def test_pfx_credential(emulator: Emulator, tmp_path: Path) -> None:
     assert MsalTokenProvider(pfx_cfg).token(GRAPH)
 
 
-def test_wrong_certificate_is_refused(emulator: Emulator, config: TenantConfig) -> None:
+def test_wrong_certificate_is_refused(emulator: Emulator) -> None:
     cert_cfg = cert_app_config(emulator)
-    # The cert app's key and thumbprint presented for the secret-only playbook app.
-    wrong = cert_cfg.model_copy(update={"client_id": config.client_id})
+    reader = emulator.tenant_config(TENANT, app="reader")
+    # A certificate the reader app never registered, presented as the reader app.
+    wrong = cert_cfg.model_copy(update={"client_id": reader.client_id})
     with pytest.raises(AuthError) as info:
         MsalTokenProvider(wrong).token(GRAPH)
     assert info.value.aadsts_code is not None
