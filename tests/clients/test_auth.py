@@ -154,3 +154,21 @@ def test_wrong_certificate_is_refused(emulator: Emulator) -> None:
     with pytest.raises(AuthError) as info:
         MsalTokenProvider(wrong).token(GRAPH)
     assert info.value.aadsts_code is not None
+
+
+def test_no_token_or_secret_in_logs(
+    config: TenantConfig, emulator: Emulator, domain: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    upn = f"frank@{domain}"
+    emulator.state.add_user(TENANT, upn)
+    clients = build_clients(config)
+    emulator.faults.add(endpoint="graph.get_user", kind="expired_token", count=1)
+    clients.graph.get_user(upn)
+    token = clients.tokens.token(GRAPH)
+    assert config.client_secret is not None
+    assert caplog.records  # something was logged at DEBUG
+    assert token not in caplog.text
+    assert token.split(".")[1] not in caplog.text  # not even the claims part
+    assert config.client_secret.get_secret_value() not in caplog.text
+    assert config.client_secret.get_secret_value() not in repr(clients)
