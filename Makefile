@@ -28,10 +28,10 @@ test: setup e2e-deps check
 	$(BIN)/pytest -q -ra
 
 demo: setup
-	$(BIN)/python -m flows.demo
+	$(BIN)/python -m playbook.demo
 
 smoke: setup
-	$(BIN)/python -m flows.demo --smoke
+	$(BIN)/python -m playbook.demo --smoke
 
 bench: setup
 	$(BIN)/python -m bench.run
