@@ -1,0 +1,518 @@
+"""Compromise evidence and the guards around an unblock: plain functions, tested without Prefect.
+
+Microsoft's compromised-account runbook asks, before an unblock, for: the forwarding and inbox
+rules an attacker may have set (hidden rules included), the admin roles the account holds, and
+proof that the password really was reset. This module turns what the clients read into findings,
+a one-line risk summary for the approver, and the decisions the flow takes:
+
+- ``password_reset_guard``: the last password change must be newer than the restriction;
+- ``privileged_guard``: no password reset of an admin without an override and a second person;
+- ``cap_warning``: warn before Microsoft's (unpublished) per-account unblock cap is reached;
+- ``EscalationSchedule``: when to escalate, when the approval expires, how long the pause lasts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from m365.models import DirectoryRole, InboxRule, MailboxForwarding
+
+# Folders an attacker moves mail to so the owner does not see replies or bounces
+# (Microsoft's guidance names RSS, Notes and Junk; "Conversation History" is used the same way).
+HIDING_FOLDERS = frozenset(
+    {
+        "rss feeds",
+        "rss subscriptions",
+        "notes",
+        "junk email",
+        "junk e-mail",
+        "junk",
+        "conversation history",
+    }
+)
+DELETING_FOLDERS = frozenset({"deleted items", "recoverable items"})
+
+# Exchange renders recipients as '"Name" [SMTP:addr]' or 'smtp:addr'; keep the address only.
+_BRACKETED = re.compile(r"\[(?:smtp|SMTP|ex|EX):([^\]]+)\]")
+_PREFIXED = re.compile(r"^(?:smtp|SMTP):(.+)$")
+# A rule called ".", "..", "," or blank is a classic attacker pattern: nothing to read in a list.
+_INVISIBLE_NAME = re.compile(r"^[\s.,;:'\"`_\-]*$")
+
+RiskLevel = Literal["none", "low", "high"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Indicator(StrEnum):
+    """Why a rule or a forwarding setting is suspicious. The value is shown to the approver."""
+
+    FORWARDS = "forwards mail"
+    FORWARDS_EXTERNAL = "forwards mail outside the organisation"
+    REDIRECTS = "redirects mail"
+    DELETES = "deletes mail"
+    MOVES_TO_HIDING_FOLDER = "moves mail to a folder nobody reads"
+    HIDDEN = "hidden rule (only visible with -IncludeHidden)"
+    BLANK_NAME = "name that is blank or only punctuation"
+
+
+# Indicators that make a rule worth disabling; a hidden or oddly named rule alone is shown only.
+_ACTIONABLE = frozenset(
+    {
+        Indicator.FORWARDS,
+        Indicator.FORWARDS_EXTERNAL,
+        Indicator.REDIRECTS,
+        Indicator.DELETES,
+        Indicator.MOVES_TO_HIDING_FOLDER,
+    }
+)
+
+
+class RuleFinding(_Frozen):
+    """One inbox rule as the approver sees it."""
+
+    identity: str
+    name: str
+    enabled: bool
+    hidden: bool
+    recipients: tuple[str, ...] = ()
+    external_recipients: tuple[str, ...] = ()
+    move_to_folder: str | None = None
+    indicators: tuple[Indicator, ...] = ()
+
+    @property
+    def suspicious(self) -> bool:
+        """True if the rule moves mail away from the owner (forward, redirect, delete, hide)."""
+        return any(i in _ACTIONABLE for i in self.indicators)
+
+    @property
+    def active_threat(self) -> bool:
+        return self.suspicious and self.enabled
+
+
+class ForwardingFinding(_Frozen):
+    """Mailbox-level forwarding (``Get-Mailbox``)."""
+
+    identity: str
+    forwarding_address: str | None = None
+    forwarding_smtp_address: str | None = None
+    deliver_to_mailbox_and_forward: bool = False
+    external: bool = False
+
+    @property
+    def forwards(self) -> bool:
+        return bool(self.forwarding_address or self.forwarding_smtp_address)
+
+    @property
+    def target(self) -> str | None:
+        """Where mail goes. ForwardingAddress (internal) wins over ForwardingSmtpAddress."""
+        return self.forwarding_address or self.forwarding_smtp_address
+
+
+class PasswordCheck(_Frozen):
+    """Whether the password change is newer than the restriction."""
+
+    ok: bool
+    last_password_change: datetime | None = None
+    restricted_since: datetime | None = None
+    reason: str
+
+
+class CapWarning(_Frozen):
+    """How often this playbook has unblocked the account, against the assumed cap."""
+
+    previous_unblocks: int
+    assumed_cap: int
+    level: Literal["none", "warn", "last", "over"]
+    message: str = ""
+
+
+class RulesReview(_Frozen):
+    """Result of reviewing a mailbox's inbox rules."""
+
+    mailbox: str
+    rules: tuple[RuleFinding, ...] = ()
+
+
+class RolesReview(_Frozen):
+    """Admin (directory) roles the account holds."""
+
+    user_id: str
+    roles: tuple[str, ...] = ()
+
+
+class RemediationRecord(_Frozen):
+    """One optional clean-up as applied: what changed, what was already in the wanted state."""
+
+    action: Literal["disable_suspicious_rules", "clear_forwarding"]
+    target: str
+    changed: tuple[str, ...] = ()
+    already: tuple[str, ...] = ()
+    request_ids: tuple[str, ...] = ()
+
+    @property
+    def detail(self) -> str:
+        if self.action == "clear_forwarding":
+            return "forwarding cleared" if self.changed else "no forwarding was set"
+        parts = []
+        if self.changed:
+            parts.append(f"disabled {len(self.changed)} rule(s)")
+        if self.already:
+            parts.append(f"{len(self.already)} already disabled or gone")
+        return "; ".join(parts) or "nothing to disable"
+
+
+class Evidence(_Frozen):
+    """Everything the approver should see before deciding."""
+
+    account: str
+    rules: tuple[RuleFinding, ...] = ()
+    forwarding: ForwardingFinding | None = None
+    roles: tuple[str, ...] = ()
+    password: PasswordCheck | None = None
+    cap: CapWarning | None = None
+    errors: tuple[str, ...] = Field(default=(), description="Checks that could not be read")
+
+    @property
+    def suspicious_rules(self) -> tuple[RuleFinding, ...]:
+        return tuple(r for r in self.rules if r.suspicious)
+
+    @property
+    def rules_to_disable(self) -> tuple[RuleFinding, ...]:
+        return tuple(r for r in self.rules if r.active_threat)
+
+    @property
+    def risk(self) -> RiskLevel:
+        if (
+            self.rules_to_disable
+            or (self.forwarding is not None and self.forwarding.forwards)
+            or self.roles
+            or (self.password is not None and not self.password.ok)
+        ):
+            return "high"
+        if self.suspicious_rules or self.errors or (self.cap and self.cap.level != "none"):
+            return "low"
+        return "none"
+
+    @property
+    def summary(self) -> str:
+        return risk_summary(self)
+
+
+# -- classification ---------------------------------------------------------------------------
+
+
+def recipient_address(value: str) -> str:
+    """The bare SMTP address in an Exchange recipient string, lower-cased."""
+    text = value.strip()
+    if m := _BRACKETED.search(text):
+        return m.group(1).strip().lower()
+    if m := _PREFIXED.match(text):
+        return m.group(1).strip().lower()
+    return text.strip('"').lower()
+
+
+def domain_of(address: str) -> str:
+    return address.rpartition("@")[2].lower()
+
+
+def tenant_domains(addresses: Iterable[str]) -> frozenset[str]:
+    """The organisation's domains as far as the account's own addresses show them."""
+    return frozenset(domain_of(a) for a in addresses if "@" in a)
+
+
+def is_external(address: str, domains: frozenset[str]) -> bool:
+    """True if ``address`` is outside ``domains`` (subdomains count as inside)."""
+    d = domain_of(address)
+    if not d:
+        return False
+    return not any(d == known or d.endswith("." + known) for known in domains)
+
+
+def classify_rule(rule: InboxRule, domains: frozenset[str], *, hidden: bool) -> RuleFinding:
+    """Turn one inbox rule into a finding. ``hidden``: seen only with ``-IncludeHidden``."""
+    forwarded = (*rule.forward_to, *rule.forward_as_attachment_to)
+    forwards = tuple(recipient_address(r) for r in forwarded)
+    redirects = tuple(recipient_address(r) for r in rule.redirect_to)
+    recipients = tuple(dict.fromkeys((*forwards, *redirects)))
+    external = tuple(a for a in recipients if is_external(a, domains))
+    folder = (rule.move_to_folder or "").strip()
+    folder_key = folder.rsplit("\\", 1)[-1].lower()
+    indicators: list[Indicator] = []
+    if forwards:
+        indicators.append(Indicator.FORWARDS)
+    if redirects:
+        indicators.append(Indicator.REDIRECTS)
+    if external:
+        indicators.append(Indicator.FORWARDS_EXTERNAL)
+    if rule.delete_message or folder_key in DELETING_FOLDERS:
+        indicators.append(Indicator.DELETES)
+    if folder_key in HIDING_FOLDERS:
+        indicators.append(Indicator.MOVES_TO_HIDING_FOLDER)
+    if hidden or rule.hidden:
+        indicators.append(Indicator.HIDDEN)
+    if _INVISIBLE_NAME.fullmatch(rule.name):
+        indicators.append(Indicator.BLANK_NAME)
+    return RuleFinding(
+        identity=rule.identity,
+        name=rule.name,
+        enabled=rule.enabled,
+        hidden=hidden or rule.hidden,
+        recipients=recipients,
+        external_recipients=external,
+        move_to_folder=folder or None,
+        indicators=tuple(indicators),
+    )
+
+
+def classify_rules(
+    all_rules: Sequence[InboxRule], visible: Sequence[InboxRule], domains: frozenset[str]
+) -> tuple[RuleFinding, ...]:
+    """Findings for every rule; a rule missing from the plain listing is hidden."""
+    visible_ids = {r.identity for r in visible}
+    return tuple(classify_rule(r, domains, hidden=r.identity not in visible_ids) for r in all_rules)
+
+
+def classify_forwarding(fwd: MailboxForwarding, domains: frozenset[str]) -> ForwardingFinding:
+    smtp = recipient_address(fwd.forwarding_smtp_address) if fwd.forwarding_smtp_address else None
+    # ForwardingAddress is a recipient object inside the organisation; only the SMTP target can
+    # leave it (and it only applies when ForwardingAddress is empty).
+    external = bool(smtp and not fwd.forwarding_address and is_external(smtp, domains))
+    return ForwardingFinding(
+        identity=fwd.identity,
+        forwarding_address=fwd.forwarding_address,
+        forwarding_smtp_address=smtp,
+        deliver_to_mailbox_and_forward=fwd.deliver_to_mailbox_and_forward,
+        external=external,
+    )
+
+
+def role_names(roles: Iterable[DirectoryRole]) -> tuple[str, ...]:
+    return tuple(sorted({r.display_name for r in roles}))
+
+
+# -- the one-line summary ----------------------------------------------------------------------
+
+
+def risk_summary(ev: Evidence) -> str:
+    """One line for the top of the approval: the risk level and what drives it."""
+    parts: list[str] = []
+    if threats := ev.rules_to_disable:
+        hidden = sum(1 for r in threats if r.hidden)
+        ext = sum(1 for r in threats if r.external_recipients)
+        detail = ", ".join(
+            x for x in (f"{hidden} hidden" if hidden else "", f"{ext} external" if ext else "") if x
+        )
+        parts.append(
+            f"{len(threats)} suspicious inbox rule{'s' if len(threats) != 1 else ''}"
+            + (f" ({detail})" if detail else "")
+        )
+    if ev.forwarding is not None and ev.forwarding.forwards:
+        where = "external" if ev.forwarding.external else "internal"
+        parts.append(f"mailbox forwarding to an {where} address")
+    if ev.roles:
+        parts.append(f"holds admin role{'s' if len(ev.roles) != 1 else ''}: " + ", ".join(ev.roles))
+    if ev.password is not None and not ev.password.ok:
+        parts.append("password not reset after the restriction")
+    if ev.cap is not None and ev.cap.level != "none":
+        parts.append(f"unblocked {ev.cap.previous_unblocks} time(s) before")
+    if ev.errors:
+        parts.append(f"{len(ev.errors)} check(s) could not be read")
+    if not parts:
+        return "Risk: NONE. No forwarding, no suspicious inbox rules, no admin roles."
+    return f"Risk: {ev.risk.upper()}. " + "; ".join(parts) + "."
+
+
+# -- guards -----------------------------------------------------------------------------------
+
+
+def password_reset_guard(
+    last_password_change: datetime | None, restricted_since: datetime | None
+) -> PasswordCheck:
+    """Unblock only if the password change (re-read after the reset) is newer than the block.
+
+    Unknown values refuse: the guard exists to prove the attacker's password is gone.
+    """
+    if last_password_change is None:
+        return PasswordCheck(
+            ok=False,
+            restricted_since=restricted_since,
+            reason="the directory reports no last password change",
+        )
+    if restricted_since is None:
+        return PasswordCheck(
+            ok=False,
+            last_password_change=last_password_change,
+            reason="the Restricted users entry has no creation time to compare with",
+        )
+    if last_password_change <= restricted_since:
+        return PasswordCheck(
+            ok=False,
+            last_password_change=last_password_change,
+            restricted_since=restricted_since,
+            reason="the last password change is not newer than the restriction",
+        )
+    return PasswordCheck(
+        ok=True,
+        last_password_change=last_password_change,
+        restricted_since=restricted_since,
+        reason="the password was changed after the restriction",
+    )
+
+
+class PrivilegedVerdict(StrEnum):
+    NOT_PRIVILEGED = "not-privileged"
+    REFUSED = "refused"  # admin role, no override
+    NEEDS_SECOND_APPROVER = "needs-second-approver"
+    SAME_PERSON = "same-person"  # the pre-reset approver is the requester
+    DECLINED = "declined"  # the second approver said no
+    ALLOWED = "allowed"
+
+
+def privileged_guard(
+    roles: Sequence[str],
+    *,
+    override: bool,
+    requested_by: str,
+    approver: str | None = None,
+    approved: bool | None = None,
+) -> PrivilegedVerdict:
+    """May the playbook reset this account's password?
+
+    An account with an admin role needs the flow's explicit override *and* a pre-reset approval
+    by a person other than the requester. (Prefect OSS has no per-user identity: the approver
+    name is an attestation typed into the form, recorded in the audit report.)
+    """
+    if not roles:
+        return PrivilegedVerdict.NOT_PRIVILEGED
+    if not override:
+        return PrivilegedVerdict.REFUSED
+    if approver is None or approved is None:
+        return PrivilegedVerdict.NEEDS_SECOND_APPROVER
+    if same_person(approver, requested_by):
+        return PrivilegedVerdict.SAME_PERSON
+    if not approved:
+        return PrivilegedVerdict.DECLINED
+    return PrivilegedVerdict.ALLOWED
+
+
+def same_person(a: str, b: str) -> bool:
+    """Case- and space-insensitive; 'ann' and 'ann@contoso.com' are the same person."""
+
+    def norm(x: str) -> str:
+        return " ".join(x.split()).lower().partition("@")[0]
+
+    return norm(a) == norm(b)
+
+
+# -- unblock counter --------------------------------------------------------------------------
+
+# Microsoft documents that a cap exists but not its value [UNCONFIRMED]; the emulator uses 3.
+DEFAULT_ASSUMED_CAP = 3
+COUNTER_PREFIX = "unblock-count-"
+_TENANT_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+
+
+def counter_variable_name(tenant: str, address: str) -> str:
+    """The Prefect Variable holding one account's unblock count in one tenant.
+
+    ``unblock-count-<tenant>-<hash>``: the tenant part is a validated profile slug (anything else
+    is refused, so no input can address another tenant's counters); the account part is a hash
+    of the lower-cased address: fixed length and alphabet whatever the address looks like, and
+    the Variables (plain text, readable over the API) do not list who was compromised. One
+    Variable per account, because a Variable value is capped at 5000 characters and two runs
+    for different accounts then never overwrite each other.
+    """
+    if not _TENANT_SLUG.fullmatch(tenant):
+        raise ValueError("tenant profile names are lower-case letters, digits and dashes")
+    digest = hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:32]
+    return f"{COUNTER_PREFIX}{tenant}-{digest}"
+
+
+def counter_value(previous: int, when: datetime) -> dict[str, int | str]:
+    """The Variable's new value after one more unblock (JSON only)."""
+    return {"count": previous + 1, "last": when.isoformat(timespec="seconds")}
+
+
+def read_count(value: object) -> int:
+    """The count in a counter Variable's value; 0 for a missing, hand-edited or damaged one."""
+    count = value.get("count") if isinstance(value, dict) else value
+    return count if isinstance(count, int) and not isinstance(count, bool) and count > 0 else 0
+
+
+def cap_warning(previous_unblocks: int, assumed_cap: int = DEFAULT_ASSUMED_CAP) -> CapWarning:
+    """Warn the approver before the assumed cap is reached."""
+    remaining = assumed_cap - previous_unblocks
+    if previous_unblocks <= 0:
+        return CapWarning(previous_unblocks=0, assumed_cap=assumed_cap, level="none")
+    if remaining <= 0:
+        level: Literal["warn", "last", "over"] = "over"
+        msg = (
+            f"This playbook has already unblocked this account {previous_unblocks} time(s), at or "
+            f"above the assumed cap of {assumed_cap}. Microsoft will probably refuse; then only "
+            "Microsoft Support can remove the restriction."
+        )
+    elif remaining == 1:
+        level = "last"
+        msg = (
+            f"This playbook has already unblocked this account {previous_unblocks} time(s). This "
+            f"unblock is probably the last one before Microsoft's cap (assumed {assumed_cap}); "
+            "after it, only Microsoft Support can remove the restriction."
+        )
+    else:
+        level = "warn"
+        msg = (
+            f"This playbook has already unblocked this account {previous_unblocks} time(s); "
+            f"Microsoft caps unblocks per account (assumed {assumed_cap})."
+        )
+    return CapWarning(
+        previous_unblocks=previous_unblocks, assumed_cap=assumed_cap, level=level, message=msg
+    )
+
+
+# -- escalation -------------------------------------------------------------------------------
+
+
+class EscalationSchedule(_Frozen):
+    """One pause, held open until ``expire_after``; escalation once at ``escalate_after``.
+
+    The pause's own timeout is ``expire_after + grace``: the flow ends the wait itself at
+    ``expire_after`` (run moved to Running "ApprovalExpired"), because Prefect 3.9.1 fails a run
+    whose pause deadline passed on *any* later transition, even when the flow catches the timeout.
+    """
+
+    escalate_after: timedelta | None
+    expire_after: timedelta
+    grace: timedelta
+
+    @property
+    def pause_timeout_seconds(self) -> int:
+        return max(1, round((self.expire_after + self.grace).total_seconds()))
+
+
+def escalation_schedule(
+    approval_timeout_minutes: float,
+    escalate_after_minutes: float | None,
+    *,
+    grace_seconds: float = 120,
+) -> EscalationSchedule:
+    """The wait plan. No escalation when it would come at or after the expiry."""
+    expire = timedelta(minutes=approval_timeout_minutes)
+    if expire <= timedelta(0):
+        raise ValueError("the approval timeout must be positive")
+    escalate: timedelta | None = None
+    if escalate_after_minutes is not None and escalate_after_minutes > 0:
+        candidate = timedelta(minutes=escalate_after_minutes)
+        if candidate < expire:
+            escalate = candidate
+    return EscalationSchedule(
+        escalate_after=escalate, expire_after=expire, grace=timedelta(seconds=grace_seconds)
+    )

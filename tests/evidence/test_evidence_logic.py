@@ -1,0 +1,252 @@
+"""Prefect-free: classification, risk summary, guards, counters, escalation plan, rendering."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from m365.models import InboxRule, MailboxForwarding
+from playbook.evidence import (
+    DEFAULT_ASSUMED_CAP,
+    Evidence,
+    Indicator,
+    PrivilegedVerdict,
+    cap_warning,
+    classify_forwarding,
+    classify_rules,
+    counter_value,
+    counter_variable_name,
+    escalation_schedule,
+    password_reset_guard,
+    privileged_guard,
+    read_count,
+    tenant_domains,
+)
+from playbook.notify import (
+    NotificationContext,
+    NotificationKind,
+    deep_link,
+    parse_block_ref,
+    render_notification,
+)
+from playbook.rendering import render
+
+DOMAINS = tenant_domains(["rob@contoso.com", "rob@contoso.onmicrosoft.com"])
+T0 = datetime(2024, 5, 14, 6, 12, 31, tzinfo=UTC)
+HOSTILE = "<img src=x onerror=alert(1)> [click](http://evil.example) {{7*7}} | @here"
+RUN_ID = "0b6f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+
+
+def rule(identity: str, name: str, **kw: object) -> InboxRule:
+    return InboxRule(identity=identity, name=name, **kw)  # type: ignore[arg-type]
+
+
+RULES = [
+    rule("r1", "Newsletters", move_to_folder="Newsletters"),
+    rule("r2", ".", forward_to=('"x" [SMTP:invoices.rob.young@gmail.com]',), delete_message=True),
+    rule("r3", "Team", redirect_to=("smtp:ann@contoso.com",)),
+    rule("r4", "Hide", move_to_folder="RSS Feeds"),
+    rule("r5", "Old", forward_to=("x@gmail.com",), enabled=False),
+    rule("r6", "Notes", move_to_folder="\\Notes"),
+    rule("r7", "Junk it", move_to_folder="Junk Email"),
+    rule("r8", "Sub", forward_as_attachment_to=("a@sales.contoso.com",)),
+]
+VISIBLE = [r for r in RULES if r.identity != "r2"]
+
+
+def findings() -> dict[str, object]:
+    return {f.identity: f for f in classify_rules(RULES, VISIBLE, DOMAINS)}
+
+
+def test_rules_are_classified_by_what_they_do_to_mail() -> None:
+    f = findings()
+    assert f["r1"].indicators == ()  # type: ignore[attr-defined]
+    r2 = f["r2"]
+    assert r2.hidden and r2.active_threat  # type: ignore[attr-defined]
+    assert r2.recipients == ("invoices.rob.young@gmail.com",)  # type: ignore[attr-defined]
+    assert set(r2.indicators) >= {  # type: ignore[attr-defined]
+        Indicator.FORWARDS,
+        Indicator.FORWARDS_EXTERNAL,
+        Indicator.DELETES,
+        Indicator.HIDDEN,
+        Indicator.BLANK_NAME,
+    }
+    assert Indicator.REDIRECTS in f["r3"].indicators  # type: ignore[attr-defined]
+    assert Indicator.FORWARDS_EXTERNAL not in f["r3"].indicators  # type: ignore[attr-defined]
+    for hiding in ("r4", "r6", "r7"):
+        assert Indicator.MOVES_TO_HIDING_FOLDER in f[hiding].indicators  # type: ignore[attr-defined]
+    assert f["r5"].suspicious and not f["r5"].active_threat  # type: ignore[attr-defined]
+    # a subdomain of the organisation is internal
+    assert f["r8"].external_recipients == ()  # type: ignore[attr-defined]
+
+
+def test_forwarding_classification() -> None:
+    ext = classify_forwarding(
+        MailboxForwarding(
+            identity="rob",
+            forwarding_smtp_address="smtp:Invoices@Gmail.com",
+            deliver_to_mailbox_and_forward=True,
+        ),
+        DOMAINS,
+    )
+    assert ext.forwards and ext.external and ext.target == "invoices@gmail.com"
+    internal = classify_forwarding(
+        MailboxForwarding(identity="rob", forwarding_address="Ann Lee"), DOMAINS
+    )
+    assert internal.forwards and not internal.external
+    none = classify_forwarding(MailboxForwarding(identity="alex"), DOMAINS)
+    assert not none.forwards
+
+
+def test_risk_summary_is_one_line_and_names_the_drivers() -> None:
+    ev = Evidence(
+        account="rob@contoso.com",
+        rules=classify_rules(RULES, VISIBLE, DOMAINS),
+        forwarding=classify_forwarding(
+            MailboxForwarding(identity="rob", forwarding_smtp_address="smtp:x@gmail.com"), DOMAINS
+        ),
+        roles=("Global Administrator",),
+        password=password_reset_guard(T0 - timedelta(days=1), T0),
+    )
+    s = ev.summary
+    assert "\n" not in s
+    assert s.startswith("Risk: HIGH.")
+    assert "6 suspicious inbox rules (1 hidden, 1 external)" in s
+    assert "mailbox forwarding to an external address" in s
+    assert "Global Administrator" in s
+    assert "password not reset after the restriction" in s
+    clean = Evidence(account="alex@contoso.com", password=password_reset_guard(T0, T0 - timedelta(1)))
+    assert clean.risk == "none"
+    assert clean.summary.startswith("Risk: NONE.")
+
+
+@pytest.mark.parametrize(
+    ("changed", "created", "ok"),
+    [
+        (T0 + timedelta(seconds=1), T0, True),
+        (T0, T0, False),
+        (T0 - timedelta(days=90), T0, False),
+        (None, T0, False),
+        (T0, None, False),
+    ],
+)
+def test_password_guard_requires_a_change_newer_than_the_block(
+    changed: datetime | None, created: datetime | None, ok: bool
+) -> None:
+    check = password_reset_guard(changed, created)
+    assert check.ok is ok
+    assert check.reason
+
+
+def test_privileged_guard() -> None:
+    roles = ("Global Administrator",)
+    kw = {"requested_by": "ann"}
+    assert privileged_guard((), override=False, **kw) is PrivilegedVerdict.NOT_PRIVILEGED
+    assert privileged_guard(roles, override=False, **kw) is PrivilegedVerdict.REFUSED
+    assert privileged_guard(roles, override=True, **kw) is PrivilegedVerdict.NEEDS_SECOND_APPROVER
+    for same in ("ann", "ANN", " ann ", "ann@contoso.com"):
+        verdict = privileged_guard(roles, override=True, approver=same, approved=True, **kw)
+        assert verdict is PrivilegedVerdict.SAME_PERSON
+    assert (
+        privileged_guard(roles, override=True, approver="bob", approved=False, **kw)
+        is PrivilegedVerdict.DECLINED
+    )
+    assert (
+        privileged_guard(roles, override=True, approver="bob", approved=True, **kw)
+        is PrivilegedVerdict.ALLOWED
+    )
+
+
+def test_cap_warning_levels() -> None:
+    assert cap_warning(0).level == "none"
+    assert cap_warning(1).level == "warn"
+    assert cap_warning(DEFAULT_ASSUMED_CAP - 1).level == "last"
+    assert cap_warning(DEFAULT_ASSUMED_CAP).level == "over"
+    assert "Microsoft Support" in cap_warning(DEFAULT_ASSUMED_CAP).message
+
+
+def test_counter_names_are_safe_and_per_tenant() -> None:
+    a = counter_variable_name("contoso", "Rob@Contoso.com")
+    assert a == counter_variable_name("contoso", " rob@contoso.com")
+    assert a != counter_variable_name("fabrikam", "rob@contoso.com")
+    assert "rob" not in a and a.startswith("unblock-count-contoso-")
+    hostile = counter_variable_name("contoso", "../../x'; drop {{7*7}}@evil")
+    assert set(hostile) <= set("abcdefghijklmnopqrstuvwxyz0123456789-")
+    for bad in ("../x", "Contoso", "a b", "", "x" * 65):
+        with pytest.raises(ValueError):
+            counter_variable_name(bad, "rob@contoso.com")
+    assert read_count(None) == 0
+    assert read_count({"count": "7"}) == 0
+    assert read_count({"count": True}) == 0
+    assert read_count(counter_value(2, T0)) == 3
+
+
+def test_escalation_schedule() -> None:
+    s = escalation_schedule(60, 15, grace_seconds=120)
+    assert s.escalate_after == timedelta(minutes=15)
+    assert s.pause_timeout_seconds == 3600 + 120
+    assert escalation_schedule(10, 10).escalate_after is None  # would coincide with the expiry
+    assert escalation_schedule(10, None).escalate_after is None
+    with pytest.raises(ValueError):
+        escalation_schedule(0, None)
+
+
+def test_evidence_renders_hostile_rule_names_inert() -> None:
+    hostile_rules = [
+        rule("h1", HOSTILE, forward_to=(f'"{HOSTILE}" [SMTP:evil@gmail.com]',)),
+        rule("h2", "x", forward_to=("smtp:a|b<script>@evil.com",)),
+    ]
+    ev = Evidence(
+        account="rob@contoso.com",
+        rules=classify_rules(hostile_rules, hostile_rules, DOMAINS),
+        forwarding=classify_forwarding(
+            MailboxForwarding(identity="rob", forwarding_address=HOSTILE), DOMAINS
+        ),
+    )
+    text = render("evidence.md.j2", ev=ev)
+    for raw in ("<img", "<script", "[click](", "{{7*7}}", "](http", "| @here"):
+        assert raw not in text
+    assert "&lt;img src\\=x onerror\\=alert\\(1\\)&gt;" in text
+    # table structure intact: every rule row has exactly the 7 column separators
+    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "\\." not in ln[:3]]
+    assert all(ln.replace("\\|", "").count("|") == 7 for ln in rows if "yes" in ln)
+
+
+def test_notifications_carry_a_checked_deep_link_and_escape_everything_else() -> None:
+    link = deep_link(f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID}")
+    assert link is not None
+    for bad in (
+        f"javascript:alert(1)//runs/flow-run/{RUN_ID}",
+        f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID})[x](http://evil",
+        "http://127.0.0.1:4200/runs/flow-run/not-a-uuid",
+        None,
+        "",
+    ):
+        assert deep_link(bad) is None
+    ctx = NotificationContext(
+        account="rob@contoso.com",
+        tenant="contoso",
+        ticket="INC-1",
+        requested_by="ann",
+        flow_run_name="clever-fox",
+        link=link,
+        risk_summary=HOSTILE,
+        wait_minutes=60,
+    )
+    n = render_notification(NotificationKind.APPROVAL_NEEDED, ctx)
+    assert n.subject == "Approval needed: unblock rob@contoso.com (INC-1)"
+    assert f"[Open the paused run to approve or reject]({link})" in n.body
+    assert "<img" not in n.body and "[click](" not in n.body and "{{7*7}}" not in n.body
+    no_link = render_notification(
+        NotificationKind.ESCALATION, ctx.model_copy(update={"link": None, "waited_minutes": 15})
+    )
+    assert "](" not in no_link.body and "15" in no_link.body
+
+
+def test_block_references() -> None:
+    assert parse_block_ref("slack-webhook/soc") == ("slack-webhook", "soc")
+    assert parse_block_ref("soc-leads") == (None, "soc-leads")
+    for bad in ("secret/x", "../x", "slack-webhook/", "Soc", "a/b/c", "x y"):
+        with pytest.raises(ValueError):
+            parse_block_ref(bad)
