@@ -6,6 +6,7 @@ import contextlib
 import logging
 import socket
 import ssl
+import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
@@ -82,6 +83,16 @@ class TLSServer(ThreadingHTTPServer):
         self.context = context
         self.core = core
         self.base_url = f"https://127.0.0.1:{self.server_address[1]}"
+        self._open: set[ssl.SSLSocket] = set()
+        self._open_lock = threading.Lock()
+
+    def close_connections(self) -> None:
+        """Cut idle keep-alive connections too, so a stopped emulator really stops answering."""
+        with self._open_lock:
+            sockets = list(self._open)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         # The TLS handshake runs here, in the connection's thread: a slow client never blocks
@@ -93,11 +104,15 @@ class TLSServer(ThreadingHTTPServer):
         except (ssl.SSLError, OSError) as exc:
             log.debug("TLS handshake with %s failed: %s", client_address, exc)
             return
+        with self._open_lock:
+            self._open.add(tls)
         try:
             _Handler(tls, client_address, self)
         except (ConnectionError, ssl.SSLError, TimeoutError, OSError) as exc:
             log.debug("connection %s ended: %s", client_address, exc)
         finally:
+            with self._open_lock:
+                self._open.discard(tls)
             with contextlib.suppress(OSError):
                 tls.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
@@ -126,3 +127,18 @@ def test_admin_api_faults_restricted_latency_reset(
     assert http.post(f"{admin}/reset", timeout=10).status_code == 200
     assert not emulator.state.is_restricted("contoso", "alex@contoso.com")
     assert emulator.requests == []
+
+
+def test_stop_cuts_keep_alive_connections(tmp_path: Path) -> None:
+    from emulator import demo_seed_path, load_seed
+
+    from .conftest import https_session
+
+    emu = Emulator(load_seed(demo_seed_path()), state_dir=tmp_path).start()  # CA outlives stop()
+    http = https_session(emu.info.ca_path)
+    tenant = emu.info.tenants["contoso"].tenant_id
+    url = f"{emu.info.authority_host}/{tenant}/v2.0/.well-known/openid-configuration"
+    assert http.get(url, timeout=5).status_code == 200  # leaves a pooled keep-alive connection
+    emu.stop()
+    with pytest.raises(requests.ConnectionError):
+        http.get(url, timeout=5)
