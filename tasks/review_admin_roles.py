@@ -1,0 +1,32 @@
+"""Compromise check and guardrail input: the Entra directory roles the account holds (Graph)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from playbook.clients import clients_for
+from playbook.evidence import RolesReview, role_names
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="review_admin_roles",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def review_admin_roles(tenant: str, user_id: str) -> RolesReview:
+    """``memberOf`` directory roles of the user. Read-only."""
+    review = RolesReview(
+        user_id=user_id, roles=role_names(clients_for(tenant).graph.list_directory_roles(user_id))
+    )
+    run_logger().info(
+        "Admin roles of %s: %s", user_id, ", ".join(review.roles) if review.roles else "none"
+    )
+    return review

@@ -1,0 +1,39 @@
+"""Compromise check: the inbox rules, hidden ones included (Exchange ``Get-InboxRule``)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from playbook.clients import clients_for
+from playbook.evidence import RulesReview, classify_rules
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="review_inbox_rules",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def review_inbox_rules(tenant: str, mailbox: str, domains: frozenset[str]) -> RulesReview:
+    """Read every rule with ``-IncludeHidden`` and once without: a rule only the first listing
+    shows is hidden (Outlook does not display it). Read-only."""
+    log = run_logger()
+    exchange = clients_for(tenant).exchange
+    everything = exchange.get_inbox_rules(mailbox, include_hidden=True)
+    visible = exchange.get_inbox_rules(mailbox, include_hidden=False)
+    review = RulesReview(mailbox=mailbox, rules=classify_rules(everything, visible, domains))
+    log.info(
+        "Inbox rules of %s: %d rule(s), %d suspicious, %d hidden",
+        mailbox,
+        len(review.rules),
+        sum(1 for r in review.rules if r.suspicious),
+        sum(1 for r in review.rules if r.hidden),
+    )
+    return review

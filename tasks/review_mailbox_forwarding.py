@@ -1,0 +1,35 @@
+"""Compromise check: mailbox-level forwarding (Exchange ``Get-Mailbox``)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from playbook.clients import clients_for
+from playbook.evidence import ForwardingFinding, classify_forwarding
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="review_mailbox_forwarding",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def review_mailbox_forwarding(
+    tenant: str, mailbox: str, domains: frozenset[str]
+) -> ForwardingFinding:
+    """ForwardingAddress, ForwardingSmtpAddress and DeliverToMailboxAndForward. Read-only."""
+    forwarding = clients_for(tenant).exchange.get_mailbox_forwarding(mailbox)
+    finding = classify_forwarding(forwarding, domains)
+    run_logger().info(
+        "Mailbox forwarding of %s: %s",
+        mailbox,
+        ("external" if finding.external else "internal") if finding.forwards else "none",
+    )
+    return finding

@@ -1,0 +1,34 @@
+"""Tell the approvers: approval needed (with a deep link), escalation, outcome."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from playbook.notify import (
+    Delivery,
+    NotificationContext,
+    NotificationKind,
+    render_notification,
+    send,
+)
+
+from ._logging import run_logger
+
+
+@task(name="send_notification", persist_result=False, cache_policy=NO_CACHE)
+def send_notification(
+    targets: tuple[str, ...], kind: NotificationKind, context: NotificationContext
+) -> list[Delivery]:
+    """Render once, send through each notification block. A failed delivery is logged and
+    returned, never raised: a notification must not stop the procedure. No retries here: a
+    webhook that answered may have posted, and a duplicate message is worse than a logged miss."""
+    log = run_logger()
+    notification = render_notification(kind, context)
+    deliveries = [send(target, notification) for target in targets]
+    for d in deliveries:
+        if d.delivered:
+            log.info("Notification %s sent through %s", kind.value, d.block)
+        else:
+            log.warning("Notification %s through %s failed: %s", kind.value, d.block, d.error)
+    return deliveries
