@@ -159,6 +159,18 @@ class StatePointer(_Frozen):
     flow_run_id: str | None = None
 
 
+class LoadedState(_Frozen):
+    """A tenant's stored state as loaded before the sweep.
+
+    ``state`` is None on the first sweep, or when the stored state is gone (``problem`` says
+    why); either way the entries are then "first seen", never "new".
+    """
+
+    pointer: StatePointer | None = None
+    state: TenantState | None = None
+    problem: str | None = None
+
+
 class TenantListing(_Frozen):
     """What ``list_restricted_entries`` returns for one tenant."""
 
@@ -259,6 +271,7 @@ class TenantReport(_Frozen):
     planned: tuple[ContainmentOrder, ...] = ()
     runs: tuple[PlaybookRun, ...] = ()
     table_url: str | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -664,9 +677,7 @@ def describe_failure(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or name
     if isinstance(exc, AuthError):
         code = f"AADSTS{exc.aadsts_code}" if exc.aadsts_code is not None else exc.error
-        if code and code not in text:
-            return f"{name} ({code}): {text}"
-        return f"{name}: {text}"
+        return f"{name} ({code}): {text}" if code else f"{name}: {text}"
     if isinstance(exc, ThrottledError):
         after = f"; Retry-After {exc.retry_after:g}s" if exc.retry_after is not None else ""
         return f"{name} (still throttled after retries{after}): {text}"
