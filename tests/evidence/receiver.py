@@ -1,4 +1,4 @@
-"""A local webhook receiver on 127.0.0.1: records every request (path, headers, JSON or raw body)."""
+"""A local webhook receiver on 127.0.0.1: records every request (path, headers, body)."""
 
 from __future__ import annotations
 
@@ -59,9 +59,9 @@ class WebhookReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            do_POST = do_PUT = _record  # noqa: N815
+            do_POST = do_PUT = _record
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            def log_message(self, format: str, *args: Any) -> None:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)

@@ -116,7 +116,9 @@ def test_risk_summary_is_one_line_and_names_the_drivers() -> None:
     assert "mailbox forwarding to an external address" in s
     assert "Global Administrator" in s
     assert "password not reset after the restriction" in s
-    clean = Evidence(account="alex@contoso.com", password=password_reset_guard(T0, T0 - timedelta(1)))
+    clean = Evidence(
+        account="alex@contoso.com", password=password_reset_guard(T0, T0 - timedelta(1))
+    )
     assert clean.risk == "none"
     assert clean.summary.startswith("Risk: NONE.")
 
