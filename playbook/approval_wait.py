@@ -53,6 +53,9 @@ class WaitOutcome(Generic[T]):
 
     decision: T | None
     expired: bool = False
+    # True only if the server's own pause deadline fired (the timer could not end the wait):
+    # the run must then be forced out of the expired pause before it can finish cleanly.
+    pause_timed_out: bool = False
     escalated_at: datetime | None = None
     escalation: list[Delivery] = field(default_factory=list)
 
@@ -115,7 +118,7 @@ def wait_for_decision(
     except FlowPauseTimeout:
         # The timer could not end the wait (API unreachable); the server fails the run anyway.
         log.error("The approval pause timed out before the flow could end it")
-        outcome.expired = True
+        outcome.expired = outcome.pause_timed_out = True
         return outcome
     finally:
         answered.set()
