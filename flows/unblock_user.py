@@ -21,9 +21,11 @@ from datetime import timedelta
 from typing import Any
 
 from prefect import flow, runtime
+from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
 from prefect.exceptions import FlowPauseTimeout, PrefectException
 from prefect.flow_runs import pause_flow_run
+from prefect.states import Running
 
 from m365.errors import M365Error, NotFoundError, UnblockLimitError
 from m365.models import RestrictedSender, User
@@ -182,6 +184,7 @@ def _request_approval(
                 key=f"approve-unblock-{runtime.flow_run.run_count}",
             )
         except FlowPauseTimeout:
+            _leave_expired_pause()
             step.note("no decision before the timeout")
             report.approval = ApprovalRecord(
                 decision="expired", at=utcnow(), requested_at=requested_at
@@ -198,6 +201,16 @@ def _request_approval(
         requested_at=requested_at,
     )
     return decision
+
+
+def _leave_expired_pause() -> None:
+    """After a pause timeout the server refuses every further transition of the run (it would
+    end as "paused and never resumed"); force it back to Running so the run can write its
+    report, schedule the cleanup and end in the named ApprovalExpired state."""
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(
+            runtime.flow_run.id, Running(message="Approval expired; finishing"), force=True
+        )
 
 
 def _dry_run(req: UnblockRequest, journal: Journal, user: User) -> State[Any]:
