@@ -1,0 +1,490 @@
+"""Least-privilege preflight: what each playbook step needs, and what the app is missing.
+
+Pure logic, no Prefect and no I/O. ``flows/check_tenant.py`` gathers the facts (token claims for
+Graph and Exchange, the service principal's directory roles) and hands them to :func:`analyse`,
+which answers, step by step, "would this step work, and if not, which permission or role is
+missing?" before an incident needs the answer.
+
+Sources for the table (docs in /work/shared/docs/m365-api-notes.md §0, §1.2, §2):
+
+- Graph application permissions arrive in the Graph token's ``roles`` claim;
+  ``Exchange.ManageAsApp`` arrives in the Exchange token's ``roles`` claim.
+- Directory roles of the service principal arrive in both tokens' ``wids`` claim (role template
+  ids) and are also read from Graph (``get_service_principal_roles``); the union counts.
+- Each requirement lists alternatives: *any one* of its permissions, and *any one* of its roles
+  (no roles listed: none needed).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .rendering import render
+
+
+class Api(StrEnum):
+    """The API (token audience) a step calls."""
+
+    GRAPH = "graph"
+    EXCHANGE = "exchange"
+
+
+class StepStatus(StrEnum):
+    READY = "ready"  # every permission and role is present
+    MISSING = "missing"  # a permission or a directory role is absent
+    UNKNOWN = "unknown"  # no token for this API, so the grant cannot be read
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Role(_Frozen):
+    """An Entra directory role, by its tenant-independent template id."""
+
+    template_id: str
+    display_name: str
+
+
+# Built-in role template ids (identical in every tenant).
+GLOBAL_ADMINISTRATOR = Role(
+    template_id="62e90394-69f5-4237-9190-012177145e10", display_name="Global Administrator"
+)
+USER_ADMINISTRATOR = Role(
+    template_id="fe930be7-5e62-47db-91af-98c3a49a38b1", display_name="User Administrator"
+)
+PRIVILEGED_AUTHENTICATION_ADMINISTRATOR = Role(
+    template_id="7be44c8a-adaf-4e2a-84d6-ab2649e08a13",
+    display_name="Privileged Authentication Administrator",
+)
+EXCHANGE_ADMINISTRATOR = Role(
+    template_id="29232cdf-9323-42fd-ade2-1d097af3e4de", display_name="Exchange Administrator"
+)
+EXCHANGE_RECIPIENT_ADMINISTRATOR = Role(
+    template_id="31392ffb-586c-42d1-9346-e59415a2cc4e",
+    display_name="Exchange Recipient Administrator",
+)
+SECURITY_ADMINISTRATOR = Role(
+    template_id="194ae4cb-b126-40b2-bd5b-6091b380977d", display_name="Security Administrator"
+)
+SECURITY_READER = Role(
+    template_id="5d6b6bb7-de71-4623-b4af-96380a352509", display_name="Security Reader"
+)
+GLOBAL_READER = Role(
+    template_id="f2ef992c-3afb-46b9-b7cf-a126ee74c451", display_name="Global Reader"
+)
+
+KNOWN_ROLES: dict[str, Role] = {
+    r.template_id: r
+    for r in (
+        GLOBAL_ADMINISTRATOR,
+        USER_ADMINISTRATOR,
+        PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
+        EXCHANGE_ADMINISTRATOR,
+        EXCHANGE_RECIPIENT_ADMINISTRATOR,
+        SECURITY_ADMINISTRATOR,
+        SECURITY_READER,
+        GLOBAL_READER,
+    )
+}
+
+EXCHANGE_MANAGE_AS_APP = "Exchange.ManageAsApp"
+
+# Roles that let an app with Exchange.ManageAsApp read or change the Restricted users list.
+# Security Administrator is deliberately absent from the write set: Microsoft's app-only page says
+# it lacks the anti-spam cmdlets (m365-api-notes §1.2).
+_EXO_READ_ROLES = (
+    EXCHANGE_ADMINISTRATOR,
+    GLOBAL_ADMINISTRATOR,
+    GLOBAL_READER,
+    SECURITY_READER,
+    SECURITY_ADMINISTRATOR,
+)
+_EXO_WRITE_ROLES = (EXCHANGE_ADMINISTRATOR, GLOBAL_ADMINISTRATOR)
+# Which role holds Get-Mailbox/Get-InboxRule for an app is not documented; the read set above is
+# what the emulator enforces for every Get-* cmdlet.
+_EXO_MAILBOX_READ_ROLES = _EXO_READ_ROLES
+_PASSWORD_ROLES = (
+    USER_ADMINISTRATOR,
+    PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
+    GLOBAL_ADMINISTRATOR,
+)
+
+
+class Requirement(_Frozen):
+    """What one playbook step needs from the tenant."""
+
+    flow: str
+    step: str
+    api: Api
+    permissions: tuple[str, ...] = Field(description="application permissions; any one suffices")
+    roles: tuple[Role, ...] = Field(default=(), description="directory roles; any one suffices")
+    condition: str | None = Field(default=None, description="when the step runs at all")
+    why: str = ""
+
+
+REQUIREMENTS: tuple[Requirement, ...] = (
+    Requirement(
+        flow="unblock-user",
+        step="resolve_account",
+        api=Api.GRAPH,
+        permissions=(
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ),
+        why="GET /users/{id} and the proxyAddresses lookup",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_admin_roles",
+        api=Api.GRAPH,
+        permissions=("RoleManagement.Read.Directory", "Directory.Read.All"),
+        why="GET /users/{id}/memberOf (privileged-account guardrail)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="reset_password",
+        api=Api.GRAPH,
+        permissions=("User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"),
+        roles=_PASSWORD_ROLES,
+        why="PATCH /users/{id} passwordProfile needs the permission and a directory role",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="revoke_sessions",
+        api=Api.GRAPH,
+        permissions=("User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
+        why="POST /users/{id}/revokeSignInSessions",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="hand_over_credential",
+        api=Api.GRAPH,
+        permissions=("UserAuthenticationMethod.ReadWrite.All",),
+        condition="only when handover = tap",
+        why="POST /users/{id}/authentication/temporaryAccessPassMethods",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_inbox_rules",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_MAILBOX_READ_ROLES,
+        why="Get-InboxRule -IncludeHidden (evidence)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_mailbox_forwarding",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_MAILBOX_READ_ROLES,
+        why="Get-Mailbox forwarding fields (evidence)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="disable_suspicious_rules",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_WRITE_ROLES,
+        condition="only when containment disables rules",
+        why="Disable-InboxRule",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="clear_forwarding",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_WRITE_ROLES,
+        condition="only when containment clears forwarding",
+        why="Set-Mailbox -ForwardingSmtpAddress $null",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="find_restricted_entry",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_READ_ROLES,
+        why="Get-BlockedSenderAddress",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="unblock_sender",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_WRITE_ROLES,
+        why="Remove-BlockedSenderAddress",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="confirm_unblock",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_READ_ROLES,
+        why="Get-BlockedSenderAddress after the removal",
+    ),
+    Requirement(
+        flow="verify-unblock",
+        step="confirm_unblock",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_READ_ROLES,
+        why="Get-BlockedSenderAddress hours later",
+    ),
+    Requirement(
+        flow="restricted-sweep",
+        step="list_restricted_entries",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_READ_ROLES,
+        why="Get-BlockedSenderAddress for the whole tenant",
+    ),
+    Requirement(
+        flow="restricted-sweep",
+        step="resolve_entries",
+        api=Api.GRAPH,
+        permissions=(
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ),
+        why="GET /users/{address} for every listed sender",
+    ),
+)
+
+
+class TokenClaims(_Frozen):
+    """The parts of an access token the preflight reads. Never holds the token itself."""
+
+    audience: str = ""
+    tenant_id: str = ""
+    app_id: str = ""
+    roles: tuple[str, ...] = ()
+    wids: tuple[str, ...] = ()
+
+
+class TokenProblem(ValueError):
+    """The access token is not a readable JWT (message never contains the token)."""
+
+
+def read_claims(access_token: str) -> TokenClaims:
+    """Decode the payload of our own access token, without verifying the signature.
+
+    Verification is Entra's and the resource's job; we only read what was granted to us. The
+    token is not copied into the result or into any error message.
+    """
+    parts = access_token.split(".")
+    if len(parts) != 3:
+        raise TokenProblem("the access token is not a JWT (expected three dot-separated parts)")
+    payload = parts[1] + "=" * (-len(parts[1]) % 4)
+    try:
+        data: Any = json.loads(base64.urlsafe_b64decode(payload.encode("ascii")))
+    except (binascii.Error, UnicodeError, ValueError):
+        raise TokenProblem("the access token payload is not base64url JSON") from None
+    if not isinstance(data, dict):
+        raise TokenProblem("the access token payload is not a JSON object")
+
+    def strings(value: object) -> tuple[str, ...]:
+        if isinstance(value, list):
+            return tuple(sorted({v for v in value if isinstance(v, str)}))
+        return ()
+
+    def text(value: object) -> str:
+        return value if isinstance(value, str) else ""
+
+    try:
+        return TokenClaims(
+            audience=text(data.get("aud")),
+            tenant_id=text(data.get("tid")),
+            app_id=text(data.get("appid")) or text(data.get("azp")),
+            roles=strings(data.get("roles")),
+            wids=strings(data.get("wids")),
+        )
+    except ValidationError:
+        raise TokenProblem("the access token claims are malformed") from None
+
+
+class ApiAccess(_Frozen):
+    """What one API's token says, or why there is no token."""
+
+    api: Api
+    permissions: tuple[str, ...] | None = Field(
+        default=None, description="roles claim; None when no token could be acquired"
+    )
+    wids: tuple[str, ...] = ()
+    problem: str | None = Field(default=None, description="why no token (safe text)")
+
+
+class GrantedAccess(_Frozen):
+    """Facts gathered by check-tenant."""
+
+    graph: ApiAccess
+    exchange: ApiAccess
+    service_principal_roles: tuple[Role, ...] | None = Field(
+        default=None, description="from Graph; None when they could not be read"
+    )
+    service_principal_roles_problem: str | None = None
+
+    def access(self, api: Api) -> ApiAccess:
+        return self.graph if api is Api.GRAPH else self.exchange
+
+    def role_ids(self) -> frozenset[str]:
+        ids = {w.lower() for w in self.graph.wids} | {w.lower() for w in self.exchange.wids}
+        for role in self.service_principal_roles or ():
+            ids.add(role.template_id.lower())
+        return frozenset(ids)
+
+
+class StepCheck(_Frozen):
+    flow: str
+    step: str
+    api: Api
+    status: StepStatus
+    condition: str | None = None
+    missing_permissions: tuple[str, ...] = Field(
+        default=(), description="grant any one of these (empty: nothing missing)"
+    )
+    missing_roles: tuple[str, ...] = Field(
+        default=(), description="assign any one of these directory roles (empty: nothing missing)"
+    )
+    explanation: str
+
+
+class PreflightReport(_Frozen):
+    """The answer of check-tenant: which step would fail, and what to grant."""
+
+    tenant: str
+    client_id: str = ""
+    checks: tuple[StepCheck, ...]
+    graph_permissions: tuple[str, ...] | None = None
+    exchange_permissions: tuple[str, ...] | None = None
+    directory_roles: tuple[str, ...] = ()
+    problems: tuple[str, ...] = ()
+
+    @property
+    def ready(self) -> bool:
+        return all(c.status is StepStatus.READY for c in self.checks)
+
+    @property
+    def gaps(self) -> tuple[StepCheck, ...]:
+        return tuple(c for c in self.checks if c.status is not StepStatus.READY)
+
+    def check(self, step: str, flow: str = "unblock-user") -> StepCheck:
+        for c in self.checks:
+            if c.step == step and c.flow == flow:
+                return c
+        raise KeyError(f"{flow}/{step}")
+
+    def unknown_steps_by_api(self) -> list[tuple[str, list[str]]]:
+        grouped: dict[str, list[str]] = {}
+        for c in self.checks:
+            if c.status is StepStatus.UNKNOWN:
+                grouped.setdefault(c.api.value, []).append(f"{c.flow}/{c.step}")
+        return sorted(grouped.items())
+
+    def summary(self) -> str:
+        if self.ready:
+            return f"{len(self.checks)} step(s) checked; every permission and role is present"
+        missing = sum(1 for c in self.checks if c.status is StepStatus.MISSING)
+        unknown = sum(1 for c in self.checks if c.status is StepStatus.UNKNOWN)
+        return (
+            f"{len(self.checks)} step(s) checked: {missing} missing a permission or role, "
+            f"{unknown} not checkable"
+        )
+
+
+def role_name(template_id: str) -> str:
+    role = KNOWN_ROLES.get(template_id.lower())
+    return role.display_name if role else template_id
+
+
+def check_step(requirement: Requirement, granted: GrantedAccess) -> StepCheck:
+    """One requirement against the granted access."""
+    access = granted.access(requirement.api)
+    base = {
+        "flow": requirement.flow,
+        "step": requirement.step,
+        "api": requirement.api,
+        "condition": requirement.condition,
+    }
+    if access.permissions is None:
+        return StepCheck(
+            **base,
+            status=StepStatus.UNKNOWN,
+            explanation=(
+                f"no {requirement.api.value} token, so its permissions cannot be read: "
+                f"{access.problem or 'token acquisition failed'}"
+            ),
+        )
+    have = {p.lower() for p in access.permissions}
+    permission_ok = any(p.lower() in have for p in requirement.permissions)
+    role_ids = granted.role_ids()
+    role_ok = not requirement.roles or any(r.template_id in role_ids for r in requirement.roles)
+    if permission_ok and role_ok:
+        return StepCheck(**base, status=StepStatus.READY, explanation=requirement.why)
+    missing_permissions = () if permission_ok else requirement.permissions
+    missing_roles = () if role_ok else tuple(r.display_name for r in requirement.roles)
+    parts = []
+    if missing_permissions:
+        parts.append(
+            f"grant the {requirement.api.value} application permission "
+            + " or ".join(missing_permissions)
+            + " (admin consent)"
+        )
+    if missing_roles:
+        parts.append(
+            "assign the directory role " + " or ".join(missing_roles) + " to the service principal"
+        )
+    return StepCheck(
+        **base,
+        status=StepStatus.MISSING,
+        missing_permissions=missing_permissions,
+        missing_roles=missing_roles,
+        explanation=f"{requirement.step} would fail ({requirement.why}): " + "; ".join(parts),
+    )
+
+
+def analyse(
+    tenant: str,
+    granted: GrantedAccess,
+    *,
+    client_id: str = "",
+    requirements: tuple[Requirement, ...] = REQUIREMENTS,
+) -> PreflightReport:
+    """The gap analysis: every requirement checked against what the tenant granted."""
+    problems = [
+        f"{a.api.value} token: {a.problem}"
+        for a in (granted.graph, granted.exchange)
+        if a.problem is not None
+    ]
+    if granted.service_principal_roles_problem:
+        problems.append(
+            "service principal roles: "
+            + granted.service_principal_roles_problem
+            + " (the token's wids claim was used instead)"
+        )
+    return PreflightReport(
+        tenant=tenant,
+        client_id=client_id,
+        checks=tuple(check_step(r, granted) for r in requirements),
+        graph_permissions=granted.graph.permissions,
+        exchange_permissions=granted.exchange.permissions,
+        directory_roles=tuple(sorted(role_name(r) for r in granted.role_ids())),
+        problems=tuple(problems),
+    )
+
+
+# --- rendering -------------------------------------------------------------------------------
+
+
+def render_report(report: PreflightReport) -> str:
+    """The markdown artifact of check-tenant (``templates/preflight.md.j2``); values escaped."""
+    return render("preflight.md.j2", report=report)
