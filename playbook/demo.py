@@ -153,8 +153,8 @@ def save_tenant_block(info: dict[str, Any]) -> None:
 
     from playbook.blocks import M365Tenant
 
-    tenant = next(t for t in info["tenants"] if t["name"] == DEMO_TENANT)
-    app = next(a for a in tenant["apps"] if a["name"] == "playbook")
+    tenant = info["tenants"][DEMO_TENANT]
+    app = tenant["apps"]["playbook"]
     M365Tenant.register_type_and_schema()
     M365Tenant(
         tenant_id=tenant["tenant_id"],
@@ -206,6 +206,29 @@ def _wait_for_state(run_id: Any, wanted: set[str], timeout: float) -> str:
                     raise DemoError(f"run ended {state.name}: {state.message}")
             time.sleep(1)
     raise DemoError(f"run did not reach {sorted(wanted)} within {timeout:.0f} s")
+
+
+def _run_name(run_id: Any) -> str:
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        return str(client.read_flow_run(run_id).name)
+
+
+def _find_run(name: str, timeout: float) -> Any:
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while time.monotonic() < deadline:
+            runs = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            )
+            if runs:
+                return runs[0].id
+            time.sleep(1)
+    raise DemoError(f"no flow run named {name} within {timeout:.0f} s")
 
 
 def start_sample_run(*, verification_delay_minutes: float) -> Any:
@@ -284,7 +307,11 @@ def main(argv: list[str] | None = None) -> int:
             )
             _wait_for_state(run_id, {"COMPLETED"}, 180)
             print_report(run_id)
-            _log("smoke run completed")
+            verify_id = _find_run(f"verify-{_run_name(run_id)}", 60)
+            _log("waiting for the follow-up check (verify-unblock) to run")
+            _wait_for_state(verify_id, {"COMPLETED"}, 240)
+            print_report(verify_id)
+            _log("smoke run and its follow-up check completed")
             return 0
         except KeyboardInterrupt:
             _log("stopping")
