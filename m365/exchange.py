@@ -288,15 +288,27 @@ class ExchangeAdminClient:
         return self._receipt("clear_mailbox_forwarding", ident, response)
 
     def get_inbox_rules(self, mailbox: str, include_hidden: bool = True) -> list[InboxRule]:
-        """``Get-InboxRule -Mailbox m [-IncludeHidden]``. Read-only."""
+        """``Get-InboxRule -Mailbox m [-IncludeHidden]``. Read-only.
+
+        Exchange returns no "hidden" property, so with ``include_hidden`` the visible rules are read
+        too, and a rule that only ``-IncludeHidden`` shows is marked ``hidden``.
+        """
         ident = validate_identity(mailbox, "mailbox")
-        rules = (
-            _parse_inbox_rule(item)
-            for item in self._objects(
-                "Get-InboxRule",
-                {"Mailbox": ident, "IncludeHidden": True if include_hidden else None},
-            )
+        everything = self._rules(
+            {"Mailbox": ident, "IncludeHidden": True if include_hidden else None}
         )
+        if not include_hidden:
+            return everything
+        visible = {rule.identity for rule in self._rules({"Mailbox": ident})}
+        return [
+            rule
+            if rule.hidden or rule.identity in visible
+            else rule.model_copy(update={"hidden": True})
+            for rule in everything
+        ]
+
+    def _rules(self, params: Mapping[str, ParamValue]) -> list[InboxRule]:
+        rules = (_parse_inbox_rule(item) for item in self._objects("Get-InboxRule", params))
         return [rule for rule in rules if rule is not None]
 
     def disable_inbox_rule(self, mailbox: str, identity: str) -> Receipt:

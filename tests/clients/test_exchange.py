@@ -134,6 +134,8 @@ def test_inbox_rules_include_hidden(clients: M365Clients, bob: str) -> None:
     rules = {r.name: r for r in clients.exchange.get_inbox_rules(bob)}
     assert set(rules) == {"visible", "sneaky"}
     assert rules["sneaky"].delete_message is True
+    assert rules["sneaky"].hidden is True
+    assert rules["visible"].hidden is False
     assert rules["visible"].forward_to
     assert all(r.identity for r in rules.values())
     visible_only = {r.name for r in clients.exchange.get_inbox_rules(bob, include_hidden=False)}
