@@ -1,0 +1,259 @@
+"""Processes the benchmark starts (Prefect server, serve, children) and their clean-up.
+
+Every process is started in its own session and tracked; ``Processes.close`` stops it *and its
+descendants* (SIGTERM, then SIGKILL), also on failure and Ctrl-C. ``install_signal_handlers``
+turns SIGTERM/SIGHUP into ``KeyboardInterrupt`` so the ``finally`` blocks run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import IO
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class BenchError(RuntimeError):
+    """A part of the benchmark could not run; the message says which."""
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def install_signal_handlers() -> None:
+    def _interrupt(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _children_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # "pid (comm) state ppid ...": comm may contain spaces and parentheses.
+        fields = stat[stat.rfind(")") + 2 :].split()
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+    return children
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` (children first, then theirs)."""
+    tree = _children_map()
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.kill(pid, sig)
+
+
+class Processes:
+    """The processes this benchmark started; ``close`` stops them all (newest first)."""
+
+    def __init__(self) -> None:
+        self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes] | None]] = []
+
+    def start(
+        self,
+        args: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        stdin: int | None = None,
+    ) -> subprocess.Popen[bytes]:
+        out = log_path.open("ab")
+        proc = subprocess.Popen(
+            list(args),
+            env=dict(env),
+            cwd=REPO,
+            stdin=stdin if stdin is not None else subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self._procs.append((proc, out))
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
+        """SIGTERM the process and its descendants; SIGKILL what is left after ``timeout``."""
+        family = [*descendants(proc.pid)]
+        if proc.returncode is None:
+            _signal(proc.pid, signal.SIGTERM)
+        for pid in family:
+            _signal(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and proc.returncode is None:
+            with contextlib.suppress(ChildProcessError):
+                if proc.poll() is not None:
+                    break
+            time.sleep(0.1)
+        survivors = [p for p in [proc.pid, *family] if Path(f"/proc/{p}").exists()]
+        if proc.returncode is None or survivors:
+            for pid in [*descendants(proc.pid), *survivors]:
+                _signal(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
+                proc.wait(timeout=5)
+        for i, (p, out) in enumerate(self._procs):
+            if p is proc and out is not None:
+                out.close()
+                self._procs[i] = (p, None)
+
+    def close(self) -> None:
+        for proc, _ in reversed(self._procs):
+            self.stop(proc)
+        self._procs.clear()
+
+
+def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BenchError(f"process exited with {proc.returncode} before {url} answered")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.3)
+    raise BenchError(f"{url} did not answer within {timeout:.0f} s")
+
+
+@dataclass(frozen=True)
+class PrefectEnv:
+    home: Path
+    port: int
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api"
+
+    def environ(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "M365_"))}
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_API_URL=self.api_url,
+            PREFECT_SERVER_API_HOST="127.0.0.1",
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            PREFECT_UI_ENABLED="false",
+            PYTHONPATH=str(REPO),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+
+def start_prefect_server(procs: Processes, penv: PrefectEnv, logs: Path) -> float:
+    """``prefect server start`` on 127.0.0.1:port (SQLite below PREFECT_HOME); returns the
+    seconds until ``/api/health`` answered."""
+    started = time.monotonic()
+    proc = procs.start(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "server",
+            "start",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(penv.port),
+        ],
+        penv.environ(),
+        logs / "prefect-server.log",
+    )
+    wait_http_ok(f"{penv.api_url}/health", 180, proc)
+    return time.monotonic() - started
+
+
+def apply_environ(penv: PrefectEnv) -> None:
+    """Point this process at the benchmark's server (before anything imports prefect)."""
+    for key in [k for k in os.environ if k.startswith(("PREFECT_", "M365_"))]:
+        del os.environ[key]
+    os.environ.update({k: v for k, v in penv.environ().items() if k.startswith("PREFECT_")})
+    os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # this process only; children log as usual
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    result: dict[str, object]
+    started: float  # monotonic, just before the child was started
+    wall: float  # seconds from start to exit
+    maxrss_kib: int  # the child's peak resident set (ru_maxrss of wait4)
+
+
+def run_child(
+    procs: Processes,
+    kind: str,
+    spec: Mapping[str, object],
+    env: Mapping[str, str],
+    logs: Path,
+    *,
+    timeout: float,
+    tag: str,
+) -> ChildResult:
+    """Run ``python -m bench.children KIND`` and reap it with ``wait4`` for its peak RSS."""
+    import json
+
+    result_path = logs / f"{tag}.json"
+    result_path.unlink(missing_ok=True)
+    started = time.monotonic()
+    proc = procs.start(
+        [sys.executable, "-m", "bench.children", kind, str(result_path)],
+        env,
+        logs / f"{tag}.log",
+        stdin=subprocess.PIPE,
+    )
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(spec).encode())
+    proc.stdin.close()
+    deadline = started + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid == proc.pid:
+            break
+        if time.monotonic() > deadline:
+            procs.stop(proc)
+            raise BenchError(f"{tag} did not finish within {timeout:.0f} s (log: {tag}.log)")
+        time.sleep(0.02)
+    wall = time.monotonic() - started
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    procs.stop(proc)  # closes its log; nothing left to signal
+    if proc.returncode != 0 or not result_path.exists():
+        raise BenchError(f"{tag} exited with {proc.returncode}; see {logs / (tag + '.log')}")
+    data: dict[str, object] = json.loads(result_path.read_text(encoding="utf-8"))
+    return ChildResult(result=data, started=started, wall=wall, maxrss_kib=usage.ru_maxrss)

@@ -1,0 +1,89 @@
+"""The benchmark's emulated tenants: the demo's contoso plus generated sweep tenants."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from emulator import Emulator, demo_seed_path
+from m365.config import TenantConfig
+
+CONTAINMENT_TENANT = "contoso"
+CONTAINMENT_ACCOUNT = "alex@contoso.com"  # not on the Restricted users list: no approval pause
+_NS = uuid.UUID("0b7c4b8e-7f0e-4d4e-9a55-1f0c8f5a3b21")
+
+
+@dataclass(frozen=True)
+class SweepCase:
+    """N restricted entries in total, spread evenly over ``tenants`` tenants."""
+
+    entries: int
+    tenants: int
+
+    @property
+    def label(self) -> str:
+        return f"N={self.entries:,} / {self.tenants} tenant{'s' if self.tenants > 1 else ''}"
+
+    def tenant_names(self) -> list[str]:
+        if self.tenants == 1:
+            return [f"b-n{self.entries}-t1"]
+        return [f"b-n{self.entries}-t{self.tenants}-{i}" for i in range(self.tenants)]
+
+    def per_tenant(self) -> list[int]:
+        base, extra = divmod(self.entries, self.tenants)
+        return [base + (1 if i < extra else 0) for i in range(self.tenants)]
+
+
+def _sweep_tenant(name: str, count: int) -> dict[str, Any]:
+    return {
+        "name": name,
+        "tenant_id": str(uuid.uuid5(_NS, name)),
+        "domain": f"{name}.onmicrosoft.com",
+        "settings": {"removal_delay_seconds": 0, "page_size": 100},
+        "generate_restricted": {"count": count, "prefix": "spam"},
+        "apps": [
+            {
+                "name": "playbook",
+                "client_id": str(uuid.uuid5(_NS, f"{name}/app")),
+                "client_secret": f"emulator-secret-{name}-not-real",
+                "roles": ["User.Read.All", "Exchange.ManageAsApp"],
+                "wids": ["Exchange Administrator"],
+            }
+        ],
+    }
+
+
+def build_seed(cases: list[SweepCase]) -> dict[str, Any]:
+    demo: dict[str, Any] = yaml.safe_load(demo_seed_path().read_text(encoding="utf-8"))
+    tenants = [t for t in demo["tenants"] if t["name"] == CONTAINMENT_TENANT]
+    for case in cases:
+        for name, count in zip(case.tenant_names(), case.per_tenant(), strict=True):
+            tenants.append(_sweep_tenant(name, count))
+    return {"tenants": tenants}
+
+
+def config_payload(config: TenantConfig) -> dict[str, Any]:
+    """A ``TenantConfig`` as JSON for a child's stdin (the emulator's fake secret included)."""
+    data = config.model_dump(mode="json")
+    for key in ("client_secret", "certificate_pem", "pfx_passphrase"):
+        value = getattr(config, key, None)
+        data[key] = value.get_secret_value() if value is not None else None
+    return data
+
+
+def save_blocks(emu: Emulator, names: list[str]) -> None:
+    """One M365Tenant block per tenant, pointing at the emulator (policy: report)."""
+    from playbook.blocks import M365Tenant
+
+    M365Tenant.register_type_and_schema()
+    for name in names:
+        M365Tenant.from_config(emu.tenant_config(name), policy="report").save(name, overwrite=True)
+
+
+def pages(entries: int, page_size: int = 100) -> int:
+    """Get-BlockedSenderAddress requests to list ``entries`` (an empty list is one request)."""
+    return max(1, math.ceil(entries / page_size))
