@@ -495,21 +495,27 @@ class Postgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def worker(server: PrefectServer, pool: str, name: str, log_dir: Path) -> ManagedProcess:
+def worker(
+    server: PrefectServer,
+    pool: str,
+    name: str,
+    log_dir: Path,
+    extra: Mapping[str, str] | None = None,
+    limit: int | None = None,
+) -> ManagedProcess:
     """``prefect worker start`` for a process pool, polling every second."""
     env = server.client_env(
         {
             "PREFECT_WORKER_QUERY_SECONDS": "1",
             "PREFECT_WORKER_PREFETCH_SECONDS": "5",
             "PREFECT_HOME": str(server.home / f"worker-{name}"),
+            **(extra or {}),
         }
     )
-    return ManagedProcess(
-        f"worker-{name}",
-        [PREFECT, "worker", "start", "--pool", pool, "--name", name, "--type", "process"],
-        env,
-        log_dir / f"worker-{name}.log",
-    ).start()
+    argv = [PREFECT, "worker", "start", "--pool", pool, "--name", name, "--type", "process"]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
+    return ManagedProcess(f"worker-{name}", argv, env, log_dir / f"worker-{name}.log").start()
 
 
 @contextlib.contextmanager
