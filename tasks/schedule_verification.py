@@ -17,7 +17,7 @@ from ._logging import run_logger
 VERIFY_DEPLOYMENT = "verify-unblock/verify-unblock"
 
 
-@task(name="schedule_verification", persist_result=False, cache_policy=NO_CACHE, retries=2)
+@task(name="schedule_verification", persist_result=False, cache_policy=NO_CACHE)
 def schedule_verification(check: VerifyRequest, at: datetime, run_name: str) -> ScheduledCheck:
     """Create a verify-unblock run scheduled at ``at`` (not a subflow: it outlives this run)."""
     run = run_deployment(
