@@ -59,6 +59,12 @@ class M365Tenant(Block):
     ca_bundle: str | None = Field(
         default=None, description="CA file to trust instead of the system store (emulator only)"
     )
+    connect_timeout: float = Field(
+        default=5.0, gt=0, le=120, description="Seconds to wait for a TCP/TLS connection"
+    )
+    read_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="Seconds to wait for an answer to one request"
+    )
     policy: str = Field(
         default="report",
         description="Sweep policy for this tenant: 'report' or 'contain'",
@@ -79,6 +85,8 @@ class M365Tenant(Block):
             exchange_base=self.exchange_base,
             exchange_resource=self.exchange_resource,
             ca_bundle=self.ca_bundle,
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
         )
 
     @classmethod
@@ -96,6 +104,8 @@ class M365Tenant(Block):
             exchange_base=config.exchange_base,
             exchange_resource=config.exchange_resource,
             ca_bundle=config.ca_bundle,
+            connect_timeout=config.connect_timeout,
+            read_timeout=config.read_timeout,
             policy=policy,
         )
 
