@@ -19,6 +19,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from tests.e2e.browser import Recorder, recorded_page
 from tests.e2e.conftest import need_chromium, record_timing
@@ -136,8 +137,8 @@ def open_deployment(rec: Recorder) -> None:
     rec.shot("unblock-user-deployment")
 
 
-def start_custom_run(rec: Recorder, run_name: str, params: dict[str, str]) -> str:
-    """Fill the run form generated from UnblockRequest, submit, follow the toast; return run id."""
+def start_custom_run(rec: Recorder, api: ApiClient, run_name: str, params: dict[str, str]) -> str:
+    """Fill the run form generated from UnblockRequest, submit, open the new run; return its id."""
     page = rec.page
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Custom run").click()
@@ -152,11 +153,20 @@ def start_custom_run(rec: Recorder, run_name: str, params: dict[str, str]) -> st
     )
     rec.shot("parameter-form-filled")
     page.get_by_role("button", name="Submit").click()
-    # The UI stays on the deployment page and shows a toast with a link to the new run.
-    link = page.get_by_role("link", name="View run")
-    href = link.get_attribute("href") or ""
-    run_id = href.rstrip("/").rsplit("/", 1)[-1]
-    link.click()
+    # The server has the run once the form is accepted (the API is the judge, not the toast).
+    runs = wait_for(
+        lambda: api.flow_runs(name={"any_": [run_name]}),
+        timeout=30,
+        what=f"run {run_name} created from the form",
+    )
+    run_id = str(runs[0]["id"])
+    # The UI stays on the deployment page; a short-lived toast links to the new run.
+    view = page.get_by_role("button", name="View run")
+    try:
+        view.click(timeout=5_000)
+    except PlaywrightTimeout:
+        page.goto(f"{page.url.split('/v2/')[0]}/v2/runs/flow-run/{run_id}")
+    page.wait_for_url(f"**/runs/flow-run/{run_id}**")
     return run_id
 
 
@@ -172,7 +182,8 @@ def submit_approval(rec: Recorder, approve: bool, approver: str, comment: str) -
     page.get_by_role("menuitem", name="Resume").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Resume Flow Run").wait_for()
-    switch = dialog.get_by_role("switch").first
+    # The decision switch is the field "approve" ("Approve (Optional)"), whatever else the form has.
+    switch = dialog.get_by_role("switch", name=re.compile(r"^Approve\b"))
     if (switch.get_attribute("aria-checked") == "true") != approve:
         switch.click()
     dialog.get_by_label("Approver", exact=True).fill(approver)
@@ -203,6 +214,7 @@ def journey(
         open_deployment(rec)
         run_id = start_custom_run(
             rec,
+            stack.api,
             run_name,
             {
                 "Account": account,
