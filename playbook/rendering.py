@@ -11,6 +11,7 @@ structure (tables, emphasis, links) from literal template text only.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import datetime
 from pathlib import Path
@@ -77,6 +78,20 @@ ENV = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+
+
+_OWN_URL = re.compile(r"https?://[A-Za-z0-9._:/\-?=&%~]+")
+
+
+def md_link(text: object, url: str | None) -> Markup:
+    """A Markdown link to one of our own URLs (label escaped, URL checked); else just the label."""
+    label = md_escape(text)
+    if not url or not _OWN_URL.fullmatch(url):
+        return Markup(label)  # noqa: S704 - md_escape made it inert
+    return Markup(f"[{label}]({url})")  # noqa: S704 - label escaped, URL has no ")" or space
+
+
+ENV.filters["link"] = md_link
 
 
 def render(template: str, **context: Any) -> str:

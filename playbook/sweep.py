@@ -18,21 +18,20 @@ A tenant whose listing failed gets no verdicts at all and keeps its previous sta
 from __future__ import annotations
 
 import hashlib
-import html
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, Literal
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from m365.errors import AuthError, M365Error, ThrottledError
 from m365.models import RestrictedSender, RestrictionReason
 
 from .params import TICKET_PATTERN, TenantName, UnblockRequest
+from .rendering import ENV, md_link
 
 Policy = Literal["report", "contain"]
 Verdict = Literal["first-seen", "new", "restricted", "cleared"]
@@ -45,7 +44,6 @@ UNBLOCK_DEPLOYMENT = "unblock-user/unblock-user"
 SUMMARY_ARTIFACT_KEY = "restricted-sweep-summary"
 # How many entries of one section the markdown summary lists; the table artifact has them all.
 SUMMARY_ROWS_PER_SECTION = 50
-TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
 class _Frozen(BaseModel):
@@ -688,53 +686,6 @@ def describe_failure(exc: BaseException) -> str:
 
 # ---- the summary ----------------------------------------------------------------------------
 
-# Inline markdown metacharacters; ":" too, so "http://..." is no autolink. "." and "-" only act
-# at the start of a line, where a tenant-supplied string never lands in our templates.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~:])")
-
-
-class SafeMarkdown(str):
-    """Markdown the code built itself from escaped parts; the renderer emits it unchanged."""
-
-    __slots__ = ()
-
-
-def md_escape(value: object) -> str:
-    """Make any text inert in markdown: no markup, no HTML, no links, one line."""
-    text = " ".join(str(value).split())
-    text = html.escape(text, quote=False)  # & < > only: the rest is markdown's
-    return _MD_SPECIAL.sub(r"\\\1", text)
-
-
-def md_link(text: str, url: str | None) -> SafeMarkdown:
-    """A markdown link to one of our own URLs (the label is escaped, the URL checked)."""
-    if not url or not re.fullmatch(r"https?://[A-Za-z0-9._:/\-?=&%~]+", url):
-        return SafeMarkdown(md_escape(text))
-    return SafeMarkdown(f"[{md_escape(text)}]({url})")
-
-
-def _finalize(value: object) -> object:
-    # Every {{ expression }} is escaped unless the code marked it as already safe markdown.
-    if isinstance(value, SafeMarkdown):
-        return value
-    return md_escape(value)
-
-
-def _environment() -> Environment:
-    env = Environment(  # noqa: S701 - markdown, not HTML: escaping is done by _finalize
-        loader=FileSystemLoader(TEMPLATES_DIR),
-        undefined=StrictUndefined,
-        finalize=_finalize,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
-    env.filters["link"] = md_link
-    return env
-
-
-_ENV = _environment()
-
 
 @dataclass(frozen=True)
 class _EntryView:
@@ -743,7 +694,7 @@ class _EntryView:
     reason: str
     user: str
     containment: str
-    run: SafeMarkdown | None
+    run: Markup | None
 
 
 def _entry_view(entry: EntryState, now: datetime, runs: Mapping[str, PlaybookRun]) -> _EntryView:
@@ -758,7 +709,7 @@ def _entry_view(entry: EntryState, now: datetime, runs: Mapping[str, PlaybookRun
     if run is not None:
         link = md_link(f"{run.state_name}", run.url)
     elif entry.run_id:
-        link = SafeMarkdown(md_escape(entry.run_id[:8]))
+        link = md_link(entry.run_id[:8], None)
     return _EntryView(
         address=entry.address,
         age=format_age(entry_age(entry, now)),
@@ -769,8 +720,8 @@ def _entry_view(entry: EntryState, now: datetime, runs: Mapping[str, PlaybookRun
     )
 
 
-def _time_markup(value: datetime) -> SafeMarkdown:
-    return SafeMarkdown(_stamp(value))  # digits, "-", ":", "T", "Z" only
+def _time_markup(value: datetime) -> Markup:
+    return Markup(_stamp(value))  # noqa: S704 - digits, "-", ":", "T", "Z" only
 
 
 def render_summary(report: SweepReport) -> str:
@@ -789,7 +740,7 @@ def render_summary(report: SweepReport) -> str:
         section["in_flight"] = [r for r in t.runs if r.in_flight and not r.awaiting_approval]
         section["approvals"] = [r for r in t.runs if r.awaiting_approval]
         sections.append(section)
-    template = _ENV.get_template("sweep_summary.md.j2")
+    template = ENV.get_template("sweep_summary.md.j2")
     return template.render(
         report=report,
         sections=sections,

@@ -36,12 +36,12 @@ from flows.restricted_sweep import restricted_sweep
 from flows.unblock_user import unblock_user
 from m365 import build_clients
 from playbook.blocks import M365Tenant
+from playbook.rendering import md_escape
 from playbook.sweep import (
     SUMMARY_ARTIFACT_KEY,
     SweepReport,
     SweepRequest,
     idempotency_key,
-    md_escape,
     table_artifact_key,
     variable_name,
 )
@@ -270,7 +270,7 @@ def test_new_and_cleared_entries(second: Sweep) -> None:
     assert _verdicts(_table(BRAVO))["newbie@bravo.example"] == "new"
     assert f"| {md_escape(ALPHA)} | contain | ok | 1 | 0 | 2 | 1 |" in second.summary
     assert f"| {md_escape(BRAVO)} | report | ok | 1 | 0 | {BULK} | 0 |" in second.summary
-    assert "| ben@alpha.example |" in second.summary  # the cleared entry, with its age
+    assert f"| {md_escape('ben@alpha.example')} |" in second.summary  # cleared, with its age
     # earlier lookups are reused: only the new entries cost Graph calls
     assert len(second.calls("bravo", "graph.")) == 1
     assert len(second.calls("alpha", "graph.")) == 1
@@ -315,7 +315,7 @@ def test_paused_run_is_listed_as_approval_waiting(third: Sweep, second: Sweep) -
     (run,) = second.runs
     section = third.summary.split(f"## {md_escape(ALPHA)}\n", 1)[1]
     approvals = section.split("### Approvals waiting (1)", 1)[1].split("###", 1)[0]
-    assert "[cara@alpha.example](http://" in approvals
+    assert f"[{md_escape('cara@alpha.example')}](http://" in approvals
     assert f"/runs/flow-run/{run.id})" in approvals
 
 

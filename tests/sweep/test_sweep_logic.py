@@ -10,6 +10,7 @@ import pytest
 from m365.errors import AuthError, ConnectionFailedError, ThrottledError
 from m365.models import RestrictedSender, RestrictionReason
 from playbook.params import PROFILE_PATTERN, UnblockRequest
+from playbook.rendering import md_escape
 from playbook.sweep import (
     ContainmentResult,
     EntryState,
@@ -27,7 +28,6 @@ from playbook.sweep import (
     entry_age,
     format_age,
     idempotency_key,
-    md_escape,
     plan_containment,
     render_summary,
     select_tenants,
@@ -389,11 +389,13 @@ def test_summary_escapes_tenant_strings_and_links_paused_runs():
     )
     md = render_summary(report)
     assert "<script>" not in md and "](http://evil" not in md
-    assert "a\\_b@contoso.com" in md
-    assert "[a\\_b@contoso.com](http://127.0.0.1:4200/runs/flow-run/run-0)" in md  # approval link
+    assert md_escape("a_b@contoso.com") == "a\\_b\\@contoso\\.com"
+    assert md_escape("a_b@contoso.com") in md
+    link = f"[{md_escape('a_b@contoso.com')}](http://127.0.0.1:4200/runs/flow-run/run-0)"
+    assert link in md  # approval link
     assert "### Approvals waiting (1)" in md
     assert "### Playbook runs in flight (1)" in md
-    assert "[z@contoso.com](http://127.0.0.1:4200/runs/flow-run/run-9)" in md
+    assert f"[{md_escape('z@contoso.com')}](http://127.0.0.1:4200/runs/flow-run/run-9)" in md
     assert "### New entries (2)" in md
     assert "AADSTS7000215" in md and "last successful sweep 2025-03-01T12:00:00Z, 3 entries" in md
     assert "| contoso | contain | ok | 2 | 0 | 0 | 0 | 1 | 1 |" in md
