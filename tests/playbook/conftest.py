@@ -43,7 +43,9 @@ def tenant_block(api_url: str, emulator_session: Emulator) -> str:
     return TENANT
 
 
-@pytest.fixture(scope="session")
+# Package scope: a serve process left running would execute the runs other test packages
+# create on the same deployment names (the sweep's containment runs, for one).
+@pytest.fixture(scope="package")
 def served(api_url: str, tenant_block: str, prefect_home: Path) -> Iterator[Path]:
     """`python -m flows.serve` against the test server: executes the scheduled verify runs."""
     log = prefect_home / "serve.log"
