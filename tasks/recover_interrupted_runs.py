@@ -6,10 +6,11 @@ value: blocks are looked up and deleted by name with ``include_secrets=False``.
 
 Callers:
 
-- ``unblock-user``, right after its own password reset, for the same tenant and account
-  (``superseded_by`` = its run id): older interrupted runs' secrets are now stale and deleted;
 - ``python -m tasks.recover_interrupted_runs`` (cron, the sweep, an operator): every interrupted
-  run's secret gets its follow-up, so no secret is orphaned;
+  run's secret gets its follow-up, so no secret is orphaned, and secrets superseded by a newer
+  run's reset are deleted;
+- optionally ``unblock-user`` right after its own password reset, for the same tenant and
+  account (``superseded_by`` = its run id), so a stale secret disappears at once;
 - ``install_crash_detection()`` once per server: the heartbeat automation that marks the runs
   of a vanished host ``Crashed``.
 """
@@ -113,16 +114,35 @@ def _runs(client: SyncPrefectClient, flow: str, states: Sequence[str]) -> list[F
     )
 
 
-def _unblocked(client: SyncPrefectClient, run_id: UUID) -> bool:
+def _completed(client: SyncPrefectClient, run_id: UUID, task_name: str) -> bool:
+    """True if the flow run has a completed task run of ``task_name``."""
     task_runs = client.read_task_runs(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
     )
     return any(
-        (tr.task_key.startswith("unblock_sender") or tr.name.startswith("unblock_sender"))
+        (tr.task_key.startswith(task_name) or tr.name.startswith(task_name))
         and tr.state is not None
         and tr.state.is_completed()
         for tr in task_runs
     )
+
+
+def _superseded(
+    client: SyncPrefectClient, run: FlowRun, request: UnblockRequest, others: list[FlowRun]
+) -> bool:
+    """A newer unblock-user run for the same tenant and account has reset the password again."""
+    created = run.created
+    for other in others:
+        if other.id == run.id or created is None or other.created is None:
+            continue
+        if other.created <= created:
+            continue
+        later = _request(other)
+        if later is None or not same_account(later, request.tenant, request.account):
+            continue
+        if _completed(client, other.id, "reset_password"):
+            return True
+    return False
 
 
 def _pending_followups(client: SyncPrefectClient) -> set[str]:
@@ -168,13 +188,16 @@ def recover(
 ) -> list[RecoveryRecord]:
     """Find interrupted unblock-user runs (optionally for one tenant and account) and act.
 
-    ``superseded_by``: the id of a run that has just reset this account's password again; every
-    older interrupted run's secret for the same account is then deleted.
+    An interrupted run is *superseded* when a newer run for the same tenant and account has
+    completed its own ``reset_password``: its secret is then no longer in force and is deleted.
+    ``superseded_by``: the id of a run that has just reset this account's password (an in-flow
+    caller), which makes every older interrupted run's secret for that account superseded.
     """
     now = now or datetime.now(UTC)
     records: list[RecoveryRecord] = []
     with get_client(sync_client=True) as client:
         interrupted = _runs(client, "unblock-user", INTERRUPTED_STATE_TYPES)
+        everything: list[FlowRun] | None = None
         followups: set[str] | None = None
         for run in interrupted:
             request = _request(run)
@@ -195,9 +218,19 @@ def recover(
                 created=run.created or now,
                 handover_block=block,
                 followup_pending=block in followups,
-                unblocked=_unblocked(client, run.id),
+                unblocked=_completed(client, run.id, "unblock_sender"),
             )
-            decision = decide(facts, superseded=superseded_by is not None, now=now)
+            if superseded_by is not None:
+                superseded = True
+            else:
+                if everything is None:
+                    everything = _runs(
+                        client,
+                        "unblock-user",
+                        INTERRUPTED_STATE_TYPES + ACTIVE_STATE_TYPES + ("COMPLETED",),
+                    )
+                superseded = _superseded(client, run, request, everything)
+            decision = decide(facts, superseded=superseded, now=now)
             followup = None
             if decision.action is RecoveryAction.DELETE:
                 _delete_block(client, block)

@@ -1,0 +1,122 @@
+"""Helpers to run the playbooks in-process against the session's Prefect API and the emulator."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from emulator import Emulator
+
+from .realserver import wait_for
+
+
+@dataclass
+class Started:
+    name: str
+    thread: threading.Thread
+    box: dict[str, Any] = field(default_factory=dict)
+
+    def state(self, timeout: float = 120) -> Any:
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"{self.name} did not finish in {timeout}s"
+        if "error" in self.box:
+            raise self.box["error"]
+        return self.box["state"]
+
+
+def start_unblock(tenant: str, **params: Any) -> Started:
+    from flows.unblock_user import unblock_user
+    from playbook.params import UnblockRequest
+
+    request = UnblockRequest.model_validate(
+        {"tenant": tenant, "ticket": "INC-2001", "requested_by": "ann", **params}
+    )
+    name = f"rel-{uuid.uuid4().hex[:10]}"
+    box: dict[str, Any] = {}
+    fl = unblock_user.with_options(flow_run_name=name)
+
+    def target() -> None:
+        try:
+            box["state"] = fl(request=request, return_state=True)
+        except BaseException as exc:  # surfaced by Started.state()
+            box["error"] = exc
+
+    thread = threading.Thread(target=target, daemon=True, name=name)
+    thread.start()
+    return Started(name=name, thread=thread, box=box)
+
+
+def read_run(name: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+        )
+    return runs[0] if runs else None
+
+
+def wait_paused_or_done(started: Started, timeout: float = 90) -> Any:
+    """The paused run, or None when the flow finished without pausing."""
+
+    def check() -> Any:
+        if not started.thread.is_alive():
+            return "done"
+        run = read_run(started.name)
+        if run is not None and run.state is not None and run.state.is_paused():
+            return run
+        return None
+
+    result = wait_for(check, timeout, f"{started.name} to pause or finish", every=0.2)
+    return None if result == "done" else result
+
+
+def resume(run: Any, **run_input: Any) -> None:
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(run.id, run_input=run_input)
+
+
+def secret_value(block_name: str) -> str | None:
+    from prefect.blocks.system import Secret
+
+    try:
+        block = Secret.load(block_name)
+    except ValueError:
+        return None
+    return str(block.get())
+
+
+def effective_writes(emu: Emulator, endpoint: str, cmdlet: str | None = None) -> int:
+    return sum(
+        1
+        for r in emu.writes()
+        if r.endpoint == endpoint
+        and (cmdlet is None or r.cmdlet == cmdlet)
+        and 200 <= r.status < 300
+    )
+
+
+def ensure_verify_deployment() -> None:
+    """unblock-user schedules verify-unblock by deployment name; register it (nobody serves it,
+    so the follow-up runs stay Scheduled hours ahead)."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    from flows.verify_unblock import verify_unblock
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_deployment_by_name("verify-unblock/verify-unblock")
+            return
+        except ObjectNotFound:
+            pass
+    verify_unblock.to_deployment(name="verify-unblock", enforce_parameter_schema=True).apply()
+
+
+def now() -> float:
+    return time.monotonic()

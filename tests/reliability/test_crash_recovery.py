@@ -1,0 +1,214 @@
+"""Item 2: SIGKILL the process running unblock-user at the two points that matter.
+
+A real ``prefect server start`` and a ``python -m flows.serve`` process (the worker: it runs each
+flow run as a child process). Semantics (docs/security-model.md, "Crashes"):
+
+A. flow process killed right after the password reset (the worker survives):
+   the worker marks the run ``Crashed``; the hand-over block holds the password in force.
+B. worker and flow process killed while the run waits for approval (host lost):
+   nothing is left to report; the server fails the run at its pause deadline
+   (``Failed``, "paused and never resumed"); same block situation.
+
+In both cases ``tasks.recover_interrupted_runs.recover()`` gives the orphaned block its cleanup
+run (not orphaned), and a new run for the same account deletes the old block right after its own
+reset (the old password is no longer in force), so the only credential left to hand over is the
+one in force.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from emulator import Emulator, demo_seed_path, load_seed
+
+from ..security.leakscan import child_pids
+from .realserver import RealServer, real_server, use_api, wait_for
+
+ROB = "rob@contoso.com"
+pytestmark = pytest.mark.timeout(400)
+
+
+@pytest.fixture(scope="module")
+def crash_env() -> Iterator[tuple[RealServer, Emulator]]:
+    home = Path(tempfile.mkdtemp(prefix="unblock-crash-"))
+    emu = Emulator(load_seed(demo_seed_path()))
+    emu.start()
+    try:
+        with real_server(home) as server, use_api(server.api_url):
+            from playbook.blocks import M365Tenant, register_blocks
+
+            register_blocks()
+            M365Tenant.from_config(emu.tenant_config("contoso")).save("contoso", overwrite=True)
+            start_worker(server)
+            yield server, emu
+    finally:
+        emu.stop()
+
+
+def start_worker(server: RealServer) -> None:
+    server.start_serve("unblock-user", "verify-unblock", name="serve")
+    wait_for(lambda: _deployment("unblock-user/unblock-user"), 120, "served deployments")
+    wait_for(lambda: _deployment("verify-unblock/verify-unblock"), 60, "served deployments")
+
+
+def _deployment(name: str) -> Any:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return None
+
+
+def run_deployment_now(**request: Any) -> Any:
+    from prefect.deployments import run_deployment
+
+    params = {"tenant": "contoso", "ticket": "INC-3001", "requested_by": "ann", **request}
+    return run_deployment(
+        "unblock-user/unblock-user", parameters={"request": params}, timeout=0, as_subflow=False
+    )
+
+
+def read(run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
+
+
+def secret_value(name: str) -> str | None:
+    from prefect.blocks.system import Secret
+
+    try:
+        return str(Secret.load(name).get())
+    except ValueError:
+        return None
+
+
+def flow_process_of(server: RealServer) -> int:
+    """The child process of the worker that runs the flow."""
+    worker = server.procs["serve"].pid
+    children = [p for p in child_pids(worker) if p != worker]
+    assert children, "the worker has no flow-run process"
+    return max(children)
+
+
+def handover_blocks() -> set[str]:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        docs = client.read_block_documents(include_secrets=False)
+    return {d.name for d in docs if d.name and d.name.startswith("unblock-handover-")}
+
+
+def followups_for(block: str) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs(
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["verify-unblock"]))
+        )
+    return [r for r in runs if (r.parameters.get("check") or {}).get("handover_block") == block]
+
+
+def rerun_and_check(server: RealServer, emu: Emulator, old_block: str) -> None:
+    """A new run for the same account: safe, and the recovery deletes the old secret once the
+    new reset has made it stale."""
+    new = run_deployment_now(account=ROB, approval_timeout_minutes=5)
+    new_block = f"unblock-handover-{new.id}"
+    wait_for(lambda: read(new.id).state.is_paused(), 120, "the new run to ask for approval")
+    password = secret_value(new_block)
+    assert password and emu.state.password_matches(emu.state.user("contoso", ROB), password)
+    old_password = secret_value(old_block)
+    assert old_password and not emu.state.password_matches(
+        emu.state.user("contoso", ROB), old_password
+    ), "the old secret no longer holds the password in force"
+    with use_api(server.api_url):
+        from tasks.recover_interrupted_runs import recover
+
+        actions = [r.action.value for r in recover() if r.handover_block == old_block]
+    assert actions == ["delete"]
+    assert secret_value(old_block) is None, "the stale secret must be gone after the new reset"
+    assert handover_blocks() & {old_block, new_block} == {new_block}
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(new.id, run_input={"approve": True, "approver": "bob"})
+    final = wait_for(
+        lambda: (s := read(new.id).state) is not None and s.is_final() and s, 120, "new run"
+    )
+    assert final.name == "Unblocked", final.message
+    assert emu.state.unblock_count("contoso", ROB) == 1
+
+
+def test_kill_flow_process_right_after_the_password_reset(crash_env):
+    server, emu = crash_env
+    emu.reset()
+    # Hold the run in the step after the reset, so the kill lands between the two.
+    emu.faults.add(endpoint="graph.revoke_sessions", kind="latency", seconds=60, count=1)
+    run = run_deployment_now(account=ROB, approval_timeout_minutes=5)
+    block = f"unblock-handover-{run.id}"
+    wait_for(
+        lambda: any(
+            r.endpoint == "graph.update_user" and 200 <= r.status < 300 for r in emu.writes()
+        ),
+        120,
+        "the password reset",
+    )
+    # The emulator records a request once answered, so the run is now held inside revoke.
+    os.kill(flow_process_of(server), signal.SIGKILL)
+
+    crashed = wait_for(
+        lambda: (s := read(run.id).state) is not None and s.is_final() and s, 60, "Crashed"
+    )
+    assert crashed.is_crashed(), (crashed.type, crashed.message)
+    password = secret_value(block)
+    assert password, "the block holds the password that is now in force"
+    assert emu.state.password_matches(emu.state.user("contoso", ROB), password)
+    assert not any(r.cmdlet == "Remove-BlockedSenderAddress" for r in emu.requests)
+
+    with use_api(server.api_url):
+        from tasks.recover_interrupted_runs import recover
+
+        first = [r for r in recover() if r.handover_block == block]
+        again = [r for r in recover() if r.handover_block == block]
+    assert [r.action.value for r in first] == ["schedule-cleanup"]
+    assert [r.action.value for r in again] == ["nothing"], "recovery must be idempotent"
+    assert len(followups_for(block)) == 1, "exactly one cleanup run owns the secret"
+
+    rerun_and_check(server, emu, block)
+
+
+def test_kill_worker_while_waiting_for_approval(crash_env):
+    server, emu = crash_env
+    emu.reset()
+    run = run_deployment_now(account=ROB, approval_timeout_minutes=0.25)
+    block = f"unblock-handover-{run.id}"
+    wait_for(lambda: read(run.id).state.is_paused(), 120, "the approval pause")
+    server.kill("serve", signal.SIGKILL)  # the worker and its flow process: the host is gone
+
+    final = wait_for(
+        lambda: (s := read(run.id).state) is not None and s.is_final() and s, 90, "the deadline"
+    )
+    assert final.is_failed(), (final.type, final.message)
+    assert "never resumed" in (final.message or "")
+    password = secret_value(block)
+    assert password and emu.state.password_matches(emu.state.user("contoso", ROB), password)
+    assert emu.state.unblock_count("contoso", ROB) == 0
+
+    start_worker(server)  # the replacement worker
+    with use_api(server.api_url):
+        from tasks.recover_interrupted_runs import recover
+
+        actions = [r.action.value for r in recover() if r.handover_block == block]
+    assert actions == ["schedule-cleanup"]
+    rerun_and_check(server, emu, block)
