@@ -139,6 +139,18 @@ def overhead(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def peak_rss_kib() -> int | None:
+    """This process's peak resident set (VmHWM). Not ``ru_maxrss``: Linux carries the parent's
+    high-water mark over fork/vfork + exec into it, so a child of a big parent looks big."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
 KINDS = {
     "bare-containment": bare_containment,
     "bare-sweep": bare_sweep,
@@ -152,6 +164,7 @@ def main(argv: list[str]) -> int:
     spec = json.loads(sys.stdin.read() or "{}")
     result = KINDS[kind](spec)
     result["process_started"] = PROCESS_STARTED
+    result["vmhwm_kib"] = peak_rss_kib()
     result_path.write_text(json.dumps(result), encoding="utf-8")
     return 0
 

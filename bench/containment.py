@@ -33,6 +33,7 @@ class Sample:
     running: float | None = None  # the flow-run process proposed Running
     first_call: float | None = None  # first request the run made to the emulator
     reset: float | None = None
+    completed: bool = True  # the flow run ended Completed (after containment)
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Series:
     kind: str  # "serve" | "bare-cold" | "bare-warm"
     poll: float | None = None
     samples: list[Sample] = field(default_factory=list)
+    failed_after: int = 0  # runs that contained the account, then ended other than Completed
 
     @property
     def values(self) -> list[float]:
@@ -145,6 +147,7 @@ def serve_series(
                 time.sleep(rng.uniform(0, poll))
                 sample = _one_run(emu, client, deployment, i, serve)
                 series.samples.append(sample)
+                series.failed_after += int(not sample.completed)
                 log(f"containment: poll {poll:g} s: run {i}/{runs}: {sample.containment:.2f} s")
     finally:
         procs.stop(serve)
@@ -178,10 +181,20 @@ def _one_run(emu: Emulator, client: Any, deployment: UUID, i: int, serve: Any) -
     run = client.create_flow_run_from_deployment(
         deployment, parameters=_parameters(i), name=f"bench-containment-{i}-{int(wall0)}"
     )
-    reset, revoke = _wait_containment(emu, t0, timeout=180)
+    deadline = time.monotonic() + 180
+    while (found := _containment_calls(emu, t0)) is None:
+        state = client.read_flow_run(run.id).state
+        if state is not None and state.is_final():
+            raise BenchError(f"run {i} ended {state.name} before containment: {state.message}")
+        if time.monotonic() > deadline:
+            raise BenchError(f"run {i}: no reset + revoke within 180 s of the request")
+        time.sleep(0.02)
+    reset, revoke = found
     final = _wait_final(client, run.id, timeout=180)
     if not final.state.is_completed():
-        raise BenchError(f"containment run {i} ended {final.state.name}: {final.state.message}")
+        log(
+            f"containment run {i} ended {final.state.name} after containment: {final.state.message}"
+        )
     states = _state_offsets(client, run.id, wall0)
     first = _first_call(emu, t0)
     return Sample(
@@ -190,6 +203,7 @@ def _one_run(emu: Emulator, client: Any, deployment: UUID, i: int, serve: Any) -
         running=states.get("RUNNING"),
         first_call=first - t0 if first is not None else None,
         reset=reset.monotonic - t0,
+        completed=bool(final.state.is_completed()),
     )
 
 

@@ -213,7 +213,7 @@ class ChildResult:
     result: dict[str, object]
     started: float  # monotonic, just before the child was started
     wall: float  # seconds from start to exit
-    maxrss_kib: int  # the child's peak resident set (ru_maxrss of wait4)
+    maxrss_kib: int  # the child's peak resident set: its VmHWM at the end (see children.py)
 
 
 def run_child(
@@ -226,7 +226,8 @@ def run_child(
     timeout: float,
     tag: str,
 ) -> ChildResult:
-    """Run ``python -m bench.children KIND`` and reap it with ``wait4`` for its peak RSS."""
+    """Run ``python -m bench.children KIND``; the peak RSS is the VmHWM the child reports
+    (``wait4``'s ``ru_maxrss`` is only a fallback: it includes this process's RSS at fork)."""
     import json
 
     result_path = logs / f"{tag}.json"
@@ -256,4 +257,10 @@ def run_child(
     if proc.returncode != 0 or not result_path.exists():
         raise BenchError(f"{tag} exited with {proc.returncode}; see {logs / (tag + '.log')}")
     data: dict[str, object] = json.loads(result_path.read_text(encoding="utf-8"))
-    return ChildResult(result=data, started=started, wall=wall, maxrss_kib=usage.ru_maxrss)
+    peak = data.get("vmhwm_kib")
+    return ChildResult(
+        result=data,
+        started=started,
+        wall=wall,
+        maxrss_kib=peak if isinstance(peak, int) else usage.ru_maxrss,
+    )

@@ -82,9 +82,12 @@ def containment_table(series: Sequence[Series]) -> str:
             vals = [getattr(x, attr) for x in s.samples if getattr(x, attr) is not None]
             return summarize(vals).median if vals else None
 
+        label = s.label
+        if s.failed_after:
+            label += f" ({s.failed_after} ended Failed after containment)"
         rows.append(
             [
-                s.label,
+                label,
                 str(summ.n),
                 fmt_seconds(summ.median),
                 fmt_seconds(summ.p95),
@@ -313,49 +316,54 @@ def plot_sweep(runs: Sequence[SweepRun], path: Path) -> None:
     plt.close(fig)
 
 
-def generated_markdown(res: Results) -> str:
-    """The figures part of docs/benchmarks.md."""
-    out = [
-        f"Reproduce: `{res.command}` (from the repository root, in the project's venv; "
-        "`make bench` runs it without `--write-docs`).",
+def _header(res: Results) -> list[str]:
+    return [
+        f"Reproduce: `{res.command}` (repository root, project venv).",
         "",
         *machine_lines(res),
         "",
     ]
+
+
+def generated_parts(res: Results) -> dict[str, str]:
+    """The generated blocks of docs/benchmarks.md, by part (a partial run replaces only its own
+    parts; each block names the command and the load it came from)."""
+    parts: dict[str, str] = {}
     if res.containment:
-        out += [
-            "### Time to containment",
-            "",
-            "From the run request (`create_flow_run_from_deployment`, or starting the script) "
-            "until the emulator has answered both the password reset and the session "
-            "revocation. *picked up*: the runner set the run Pending; *process up*: the flow-run "
-            "process set it Running (for the bare script: its imports done); *1st API call*: "
-            "first request of the run to the emulator. Medians of those columns.",
-            "",
-            containment_table(res.containment),
-            "",
-        ]
+        parts["containment"] = "\n".join(
+            [
+                *_header(res),
+                "From the run request (`create_flow_run_from_deployment`, `.delay()`, or starting "
+                "the script) until the emulator has answered both the password reset and the "
+                "session revocation. *picked up*: the runner set the run Pending; *process up*: "
+                "the flow-run process set it Running (bare script: its imports done); *1st API "
+                "call*: first request of the run to the emulator. Medians of those columns.",
+                "",
+                containment_table(res.containment),
+            ]
+        )
     if res.sweeps:
-        out += [
-            "### Sweep",
-            "",
-            "First sweep of the tenants (every entry is listed and resolved), `policy: report`, "
-            "`dry_run: true`. N is the total, spread evenly over the tenants. *sweep*: the "
-            "`restricted-sweep` flow with its defaults; *no bucket*: the same with "
-            "`graph_requests_per_second: 1000` (the project's own Graph bucket lifted, "
-            "Microsoft's one-Exchange-request-per-tenant kept). Wall time is the flow call "
-            "(the script's loop), without process start-up; peak memory is the process's "
-            "`ru_maxrss`. Bound: see the formula below.",
-            "",
-            sweep_table(res.sweeps),
-            "",
-            "Where the time goes (emulator log; the run with the median wall time):",
-            "",
-            profile_table(res.sweeps),
-            "",
-            "![sweep time against N](benchmarks-sweep.png)",
-            "",
-        ]
+        parts["sweep"] = "\n".join(
+            [
+                *_header(res),
+                "First sweep of the tenants (every entry is listed and resolved), `policy: "
+                "report`, `dry_run: true`. N is the total, spread evenly over the tenants. "
+                "*sweep*: the `restricted-sweep` flow with its defaults (median of 3 runs for "
+                "N < 1,000, else 1 run); *no-bucket*: the same with "
+                "`graph_requests_per_second: 1000` (the project's own Graph bucket lifted; "
+                "Microsoft's one-Exchange-request-per-tenant and the 8 resolve threads kept). "
+                "Wall time is the flow call (the script's loop), without process start-up; peak "
+                "memory is the process's VmHWM. Bounds: see *Lower bound* below.",
+                "",
+                sweep_table(res.sweeps),
+                "",
+                "Where the time goes (emulator log of the run shown above):",
+                "",
+                profile_table(res.sweeps),
+                "",
+                "![sweep time against N](benchmarks-sweep.png)",
+            ]
+        )
     if res.overhead:
-        out += ["### Prefect's own overhead", "", overhead_table(res.overhead), ""]
-    return "\n".join(out)
+        parts["overhead"] = "\n".join([*_header(res), overhead_table(res.overhead)])
+    return parts
