@@ -89,7 +89,8 @@ def _datetime(value: object) -> datetime | None:
     # Exchange writes seven fractional digits ("...07.0000000+00:00"); Python takes six.
     if "." in text:
         head, _, tail = text.partition(".")
-        digits = "".join(ch for ch in tail if ch.isdigit())
+        # only the leading digits: the zone ("+00:00") has digits too
+        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
         zone = tail[len(digits) :]
         text = f"{head}.{digits[:6]}{zone}"
     if text.endswith("Z"):

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
@@ -353,7 +353,8 @@ def password_reset_guard(
             last_password_change=last_password_change,
             reason="the Restricted users entry has no creation time to compare with",
         )
-    if last_password_change <= restricted_since:
+    # Both APIs answer in UTC; a value without a zone is read as UTC rather than crash.
+    if _as_utc(last_password_change) <= _as_utc(restricted_since):
         return PasswordCheck(
             ok=False,
             last_password_change=last_password_change,
@@ -366,6 +367,10 @@ def password_reset_guard(
         restricted_since=restricted_since,
         reason="the password was changed after the restriction",
     )
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class PrivilegedVerdict(StrEnum):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
 from emulator import Emulator
@@ -53,6 +55,9 @@ def test_get_blocked_senders_lists_and_parses(clients: M365Clients, bob: str) ->
     assert entry.reason.external_recipient_count_today == 501
     assert entry.reason.exceeding_limit_type == "External"
     assert entry.created is not None
+    # Exchange writes "...07.0000000+00:00": the zone must survive the 7-digit fraction, or the
+    # password guard would compare a naive with an aware datetime.
+    assert entry.created.utcoffset() == timedelta(0)
 
 
 def test_request_wire_format(clients: M365Clients, emulator: Emulator, bob: str) -> None:
