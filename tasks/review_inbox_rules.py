@@ -22,12 +22,14 @@ from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
     cache_policy=NO_CACHE,
 )
 def review_inbox_rules(tenant: str, mailbox: str, domains: frozenset[str]) -> RulesReview:
-    """Read every rule with ``-IncludeHidden`` and once without: a rule only the first listing
-    shows is hidden (Outlook does not display it). Read-only."""
+    """Every rule, hidden ones included. Read-only.
+
+    The client already reads the rules with ``-IncludeHidden`` and once without, and marks a
+    rule only the first listing shows as hidden (Outlook does not display it).
+    """
     log = run_logger()
-    exchange = clients_for(tenant).exchange
-    everything = exchange.get_inbox_rules(mailbox, include_hidden=True)
-    visible = exchange.get_inbox_rules(mailbox, include_hidden=False)
+    everything = clients_for(tenant).exchange.get_inbox_rules(mailbox, include_hidden=True)
+    visible = [r for r in everything if not r.hidden]
     review = RulesReview(mailbox=mailbox, rules=classify_rules(everything, visible, domains))
     log.info(
         "Inbox rules of %s: %d rule(s), %d suspicious, %d hidden",
