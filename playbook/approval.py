@@ -32,3 +32,12 @@ class UnblockApproval(RunInput):
         pattern=SINGLE_LINE_TEXT,
         description="Why you approve or reject (one line, recorded in the audit report).",
     )
+    disable_suspicious_rules: bool = Field(
+        default=False,
+        description="With an approval: also disable the suspicious inbox rules listed above "
+        "(forwarding, redirecting, deleting or hiding mail).",
+    )
+    clear_forwarding: bool = Field(
+        default=False,
+        description="With an approval: also remove the mailbox forwarding shown above.",
+    )

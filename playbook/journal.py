@@ -51,6 +51,9 @@ class Journal:
         self._log = log
         self.current: str | None = None
         self.finished_state: State[Any] | None = None
+        # Called once in finish(), after the outcome is set and before the report is rendered
+        # (e.g. to send the outcome notification and record it as a step). Must not raise.
+        self.on_finish: Callable[[RunReport], None] | None = None
 
     @contextmanager
     def step(self, name: str) -> Iterator[Step]:
@@ -86,6 +89,9 @@ class Journal:
         report.outcome_detail = redaction.redact(detail)[:1000]
         if next_steps:
             report.next_steps.extend(next_steps)
+        if self.on_finish is not None:
+            hook, self.on_finish = self.on_finish, None
+            hook(report)
         report.finished = utcnow()
         create_markdown_artifact(
             key=self.artifact_key,

@@ -20,6 +20,8 @@ class Outcome(StrEnum):
     REJECTED = "Rejected"
     APPROVAL_EXPIRED = "ApprovalExpired"
     UNBLOCK_LIMIT_REACHED = "UnblockLimitReached"
+    PRIVILEGED_ACCOUNT = "PrivilegedAccount"
+    PASSWORD_NOT_RESET = "PasswordNotReset"  # noqa: S105 - a state name, not a password
     STEP_FAILED = "StepFailed"
     # verify-unblock
     VERIFIED = "Verified"
@@ -62,9 +64,15 @@ _SUMMARIES: dict[Outcome, str] = {
     Outcome.REJECTED: "The approver rejected the unblock. The account stays on the Restricted "
     "users list; the password reset stands.",
     Outcome.APPROVAL_EXPIRED: "Nobody approved or rejected in time. The account stays on the "
-    "Restricted users list; the password reset stands. Start a new run to try again.",
+    "Restricted users list. Start a new run to try again.",
     Outcome.UNBLOCK_LIMIT_REACHED: "Microsoft refused: this account reached the unblock limit. "
     "Contact Microsoft Support to remove the restriction.",
+    Outcome.PRIVILEGED_ACCOUNT: "The account holds an admin role: its password was not reset "
+    "and nothing was changed. Use the privileged-account override with a second approver who "
+    "is not the requester, or handle the account by hand.",
+    Outcome.PASSWORD_NOT_RESET: "The unblock was refused: the directory shows no password change "
+    "newer than the restriction, so the attacker's password may still work. The account stays "
+    "on the Restricted users list.",
     Outcome.STEP_FAILED: "A step failed; see the step table and the run logs.",
     Outcome.VERIFIED: "The account has left the Restricted users list.",
     Outcome.RECHECK_SCHEDULED: "The account is still listed (removal propagating); another check "

@@ -24,6 +24,12 @@ ADDRESS_PATTERN = (
 PROFILE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,63}$"
 PERSON_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$"
+# A notification block: '<type>/<name>' (type one of the three webhook block types) or a bare
+# block name; the same grammar as ``playbook.notify.parse_block_ref``.
+NOTIFY_TARGET_PATTERN = (
+    r"^(?:(?:slack-webhook|ms-teams-webhook|custom-webhook)/)?[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+)
+MAX_NOTIFY_TARGETS = 5
 HANDOVER_BLOCK_PATTERN = (
     r"^unblock-handover-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
@@ -95,6 +101,19 @@ Person = Annotated[
     AfterValidator(_strip_trailing_space),
 ]
 
+NotifyTarget = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=80,
+        pattern=NOTIFY_TARGET_PATTERN,
+        description="A Prefect notification block: 'slack-webhook/NAME', 'ms-teams-webhook/NAME', "
+        "'custom-webhook/NAME', or a bare block name.",
+        examples=["slack-webhook/soc-approvers"],
+        json_schema_extra=NO_NEWLINE,
+    ),
+]
+
 
 class _Params(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=False)
@@ -131,6 +150,31 @@ class UnblockRequest(_Params):
         le=1440,
         description="When to check that the account has left the Restricted users list "
         "(Microsoft: sending resumes within hours). The hand-over secret is deleted then.",
+    )
+    allow_privileged_reset: bool = Field(
+        default=False,
+        description="Override for accounts that hold an admin role: without it the playbook "
+        "refuses to reset their password. Even with it, a second person (not the requester) "
+        "must approve the reset before anything changes.",
+    )
+    notify: list[NotifyTarget] = Field(
+        default_factory=list,
+        max_length=MAX_NOTIFY_TARGETS,
+        description="Notification blocks told when an approval is needed (with a link to the "
+        "paused run) and how the run ended.",
+    )
+    escalate_to: list[NotifyTarget] = Field(
+        default_factory=list,
+        max_length=MAX_NOTIFY_TARGETS,
+        description="Notification blocks of the second group, told when nobody has answered "
+        "after escalate_after_minutes; the run keeps waiting until approval_timeout_minutes.",
+    )
+    escalate_after_minutes: float = Field(
+        default=15,
+        gt=0,
+        le=1440,
+        description="Escalate to escalate_to after this long without a decision (only if it is "
+        "shorter than approval_timeout_minutes).",
     )
 
 

@@ -20,6 +20,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from .evidence import Evidence
 from .report import RunReport
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
@@ -99,14 +100,26 @@ def render(template: str, **context: Any) -> str:
     return ENV.get_template(template).render(**context)
 
 
-def render_approval(report: RunReport, *, removal_reason: str, timeout_minutes: float) -> str:
-    """The Markdown shown above the approval form."""
+def render_approval(
+    report: RunReport,
+    *,
+    removal_reason: str,
+    timeout_minutes: float,
+    evidence: Evidence | None = None,
+) -> str:
+    """The Markdown shown above the approval form; the compromise evidence first."""
     return render(
         "approval.md.j2",
         r=report,
         removal_reason=removal_reason,
         timeout_minutes=timeout_minutes,
+        ev=evidence,
     )
+
+
+def render_privileged_approval(report: RunReport, *, roles: tuple[str, ...]) -> str:
+    """The Markdown above the pre-reset form for an account that holds an admin role."""
+    return render("privileged_approval.md.j2", r=report, roles=roles)
 
 
 def render_unblock_report(report: RunReport) -> str:

@@ -55,6 +55,9 @@ class RunReport(BaseModel):
     user: User | None = None
     entry: RestrictedSender | None = None
     approval: ApprovalRecord | None = None
+    # admin accounts: the second person's pre-reset decision (see playbook.evidence)
+    privileged_approval: ApprovalRecord | None = None
+    risk_summary: str = ""  # the compromise checks' one-line summary shown to the approver
     steps: list[StepRecord] = Field(default_factory=list)
     outcome: Outcome | None = None
     outcome_detail: str = ""
