@@ -2,31 +2,33 @@
 
 The body reads like the runbook:
 
-1. resolve the account (stop if unknown, disabled or synced from on-premises);
+1. resolve the account (stop if unknown, disabled or synced from on-premises); an account that
+   holds an admin role is not reset without the override and a second person's approval;
 2. reset the password immediately (new value stored in the run's Secret block first), revoke the
    sign-in sessions, hand the credential over (Secret block, one-time TAP, or nothing);
 3. look for the account on the Restricted users list;
 4. not listed: done;
-5. listed: pause for a human approval;
-6. approved: remove the entry;
+5. listed: prove the password change is newer than the restriction (stop if not), gather the
+   compromise evidence (inbox rules, forwarding, admin roles, earlier unblocks) and pause for a
+   human approval (notified, escalated, expiring in a named state);
+6. approved: apply the ticked clean-ups, remove the entry, count the unblock;
 7. confirm, and schedule the follow-up check (verify-unblock), which also deletes the secret.
 
-Every path that created a hand-over secret schedules a follow-up that deletes it.
+Every path that created a hand-over secret schedules a follow-up that deletes it. The outcome
+is sent to the ``notify`` blocks when the run ends.
 """
 
 from __future__ import annotations
 
-import os
 from datetime import timedelta
 from typing import Any
 
+import httpx
 from prefect import flow, runtime
-from prefect.client.orchestration import get_client
 from prefect.client.schemas.objects import State
-from prefect.exceptions import FlowPauseTimeout, PrefectException
-from prefect.flow_runs import pause_flow_run
-from prefect.states import Running
+from prefect.exceptions import PrefectException
 
+from flows._approvals import approval_poll_seconds, notify_outcome, wait_for_people
 from m365.errors import M365Error, NotFoundError, UnblockLimitError
 from m365.models import RestrictedSender, User
 from playbook import redaction
@@ -39,28 +41,47 @@ from playbook.decisions import (
     match_restricted_entry,
     unblock_reason,
 )
+from playbook.evidence import (
+    Evidence,
+    ForwardingFinding,
+    PasswordCheck,
+    PrivilegedVerdict,
+    RuleFinding,
+    cap_warning,
+    password_reset_guard,
+    privileged_guard,
+    tenant_domains,
+)
 from playbook.journal import Journal
 from playbook.outcomes import Outcome
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.passwords import DEFAULT_LENGTH
-from playbook.rendering import render_approval, render_unblock_report
+from playbook.privileged import PrivilegedResetApproval
+from playbook.rendering import (
+    render_approval,
+    render_privileged_approval,
+    render_unblock_report,
+)
 from playbook.report import ApprovalRecord, RunReport, utcnow
 from tasks._logging import run_logger
+from tasks.clear_forwarding import clear_forwarding
 from tasks.confirm_unblock import confirm_unblock
+from tasks.count_unblocks import read_unblock_count, record_unblock
+from tasks.disable_suspicious_rules import disable_suspicious_rules
 from tasks.find_restricted_entry import find_restricted_entry
 from tasks.hand_over_credential import delete_handover, hand_over_credential, prepare_handover
 from tasks.reset_password import reset_password
 from tasks.resolve_account import resolve_account
+from tasks.review_admin_roles import review_admin_roles
+from tasks.review_inbox_rules import review_inbox_rules
+from tasks.review_mailbox_forwarding import review_mailbox_forwarding
 from tasks.revoke_sessions import revoke_sessions
 from tasks.schedule_verification import schedule_verification
 from tasks.unblock_sender import unblock_sender
 
+__all__ = ["ARTIFACT_KEY", "approval_poll_seconds", "unblock_user"]
+
 ARTIFACT_KEY = "unblock-user-report"
-
-
-def approval_poll_seconds() -> int:
-    """How often a paused run polls for the decision (UNBLOCK_APPROVAL_POLL_SECONDS, default 5)."""
-    return max(1, int(os.environ.get("UNBLOCK_APPROVAL_POLL_SECONDS", "5")))
 
 
 @flow(name="unblock-user", persist_result=False, validate_parameters=True)
@@ -69,6 +90,7 @@ def unblock_user(request: UnblockRequest) -> State[Any]:
     redaction.install()
     logger = run_logger()
     journal = _journal(request, logger.info)
+    journal.on_finish = lambda report: notify_outcome(request, journal, report)
     try:
         return _procedure(request, journal)
     except (M365Error, UnknownTenantProfile, ValueError) as exc:
@@ -84,15 +106,20 @@ def unblock_user(request: UnblockRequest) -> State[Any]:
 def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     report = journal.report
 
-    # 1. Resolve the account.
+    # 1. Resolve the account; an admin is not reset without the override and a second person.
     with journal.step("resolve_account") as step:
         user = resolve_account(req.tenant, req.account)
         step.note(f"{user.user_principal_name} ({user.id})")
     report.user = user
     if (stop := account_stop(user)) is not None:
         return journal.finish(stop)
+    with journal.step("review_admin_roles") as step:
+        roles = review_admin_roles(req.tenant, user.id).roles
+        step.note(", ".join(roles) if roles else "none")
     if req.dry_run:
-        return _dry_run(req, journal, user)
+        return _dry_run(req, journal, user, roles)
+    if roles and (refused := _privileged_gate(req, journal, roles)) is not None:
+        return refused
 
     # 2. Reset the password immediately, revoke sessions, hand the credential over.
     block = handover_block_name(report.flow_run_id) if req.handover != "none" else None
@@ -133,16 +160,42 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
         return journal.finish(Outcome.NOT_RESTRICTED)
     report.entry = entry
 
-    # 5. Human approval.
-    decision = _request_approval(req, journal, entry)
+    # 5. The password change must be newer than the restriction; then the evidence and the
+    #    human approval.
+    with journal.step("confirm_password_change") as step:
+        password = password_reset_guard(
+            resolve_account(req.tenant, user.id).last_password_change, entry.created
+        )
+        step.note(password.reason)
+    if not password.ok:
+        _schedule_cleanup(req, journal)
+        return journal.finish(
+            Outcome.PASSWORD_NOT_RESET,
+            detail=f"Not unblocked: {password.reason} "
+            f"(last change {password.last_password_change or 'unknown'}, "
+            f"restricted since {password.restricted_since or 'unknown'}).",
+            next_steps=[
+                "Check the account's password in Entra ID; reset it by hand if needed, then start "
+                "a new run.",
+                *_not_unblocked_steps(req),
+            ],
+        )
+    evidence = _gather_evidence(req, journal, user, entry, roles, password)
+    report.risk_summary = evidence.summary
+    decision = _request_approval(req, journal, entry, evidence)
     if decision is None:
         _schedule_cleanup(req, journal)
-        return journal.finish(Outcome.APPROVAL_EXPIRED, next_steps=_not_unblocked_steps(req))
+        return journal.finish(
+            Outcome.APPROVAL_EXPIRED,
+            detail="The password reset stands.",
+            next_steps=_not_unblocked_steps(req),
+        )
     if not decision.approve:
         _schedule_cleanup(req, journal)
         return journal.finish(Outcome.REJECTED, next_steps=_not_unblocked_steps(req))
 
-    # 6. Remove the entry.
+    # 6. Apply the clean-ups the approver ticked, remove the entry, count the unblock.
+    _clean_up_mailbox(req, journal, user, evidence, decision)
     with journal.step("unblock_sender") as step:
         removed = unblock_sender(
             req.tenant, entry.sender_address, unblock_reason(req.ticket, decision.approver)
@@ -151,6 +204,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
             "already removed" if removed.already_removed else "Remove-BlockedSenderAddress done",
             removed.request_id,
         )
+    _count_unblock(req, journal, entry.sender_address)
 
     # 7. Confirm, and schedule the follow-up check.
     with journal.step("confirm_unblock") as step:
@@ -162,35 +216,158 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     return journal.finish(Outcome.UNBLOCKED)
 
 
+def _privileged_gate(
+    req: UnblockRequest, journal: Journal, roles: tuple[str, ...]
+) -> State[Any] | None:
+    """The guardrail for admin accounts, before the first write: None lets the reset go ahead;
+    otherwise the run's final state (nothing has been changed)."""
+    report = journal.report
+    held = ", ".join(roles)
+    verdict = privileged_guard(
+        roles, override=req.allow_privileged_reset, requested_by=req.requested_by
+    )
+    if verdict is PrivilegedVerdict.REFUSED:
+        return journal.finish(
+            Outcome.PRIVILEGED_ACCOUNT,
+            detail=f"{req.account} holds {held}; the run was started without the "
+            "privileged-account override (allow_privileged_reset).",
+            next_steps=[
+                "Confirm with the account owner and a second administrator, then start a new run "
+                "with allow_privileged_reset; a person other than the requester must approve "
+                "the reset.",
+            ],
+        )
+    requested_at = utcnow()
+    with journal.step("request_privileged_approval") as step:
+        waited = wait_for_people(
+            req,
+            journal,
+            PrivilegedResetApproval,
+            description=render_privileged_approval(report, roles=roles),
+            key=f"approve-privileged-reset-{runtime.flow_run.run_count}",
+            stage="privileged-reset",
+            risk_summary=f"Admin roles: {held}.",
+        )
+        answer = waited.decision
+        step.note(
+            "no decision before the timeout"
+            if answer is None
+            else f"{'approved' if answer.approve else 'rejected'} by {answer.approver}"
+        )
+    if answer is None:
+        report.privileged_approval = ApprovalRecord(
+            decision="expired", at=utcnow(), requested_at=requested_at
+        )
+        return journal.finish(
+            Outcome.APPROVAL_EXPIRED,
+            detail="Nobody approved the password reset of the admin account; nothing was changed.",
+        )
+    report.privileged_approval = ApprovalRecord(
+        decision="approved" if answer.approve else "rejected",
+        approver=answer.approver,
+        comment=answer.comment,
+        at=utcnow(),
+        requested_at=requested_at,
+    )
+    verdict = privileged_guard(
+        roles,
+        override=True,
+        requested_by=req.requested_by,
+        approver=answer.approver,
+        approved=answer.approve,
+    )
+    if verdict is PrivilegedVerdict.SAME_PERSON:
+        return journal.finish(
+            Outcome.PRIVILEGED_ACCOUNT,
+            detail=f"The second approval came from the requester ({answer.approver}); a "
+            "different person must approve the reset of an admin account. Nothing was changed.",
+        )
+    if verdict is not PrivilegedVerdict.ALLOWED:
+        return journal.finish(
+            Outcome.PRIVILEGED_ACCOUNT,
+            detail=f"{answer.approver} declined the password reset of the admin account. "
+            "Nothing was changed.",
+        )
+    return None
+
+
+def _gather_evidence(
+    req: UnblockRequest,
+    journal: Journal,
+    user: User,
+    entry: RestrictedSender,
+    roles: tuple[str, ...],
+    password: PasswordCheck,
+) -> Evidence:
+    """Read-only compromise checks for the approver. A check that cannot be read is shown as
+    such (and raises the risk), it does not stop the run."""
+    mailbox = user.user_principal_name
+    domains = tenant_domains(addresses_to_check(user))
+    errors: list[str] = []
+    rules: tuple[RuleFinding, ...] = ()
+    forwarding: ForwardingFinding | None = None
+    try:
+        with journal.step("review_inbox_rules") as step:
+            rules = review_inbox_rules(req.tenant, mailbox, domains).rules
+            step.note(
+                f"{len(rules)} rule(s), {sum(r.suspicious for r in rules)} suspicious, "
+                f"{sum(r.hidden for r in rules)} hidden"
+            )
+    except M365Error as exc:
+        errors.append(f"Inbox rules: {type(exc).__name__}")
+    try:
+        with journal.step("review_mailbox_forwarding") as step:
+            forwarding = review_mailbox_forwarding(req.tenant, mailbox, domains)
+            step.note(
+                ("external" if forwarding.external else "internal") + " forwarding"
+                if forwarding.forwards
+                else "no forwarding"
+            )
+    except M365Error as exc:
+        errors.append(f"Mailbox forwarding: {type(exc).__name__}")
+    with journal.step("read_unblock_count") as step:
+        cap = cap_warning(read_unblock_count(req.tenant, entry.sender_address))
+        step.note(f"{cap.previous_unblocks} earlier unblock(s) by this playbook")
+    return Evidence(
+        account=req.account,
+        rules=rules,
+        forwarding=forwarding,
+        roles=roles,
+        password=password,
+        cap=cap,
+        errors=tuple(errors),
+    )
+
+
 def _request_approval(
-    req: UnblockRequest, journal: Journal, entry: RestrictedSender
+    req: UnblockRequest, journal: Journal, entry: RestrictedSender, evidence: Evidence
 ) -> UnblockApproval | None:
-    """Pause for the approver; None when nobody decided in time."""
+    """Pause for the approver (notified, escalated); None when nobody decided in time."""
     report = journal.report
     requested_at = utcnow()
     description = render_approval(
         report,
         removal_reason=unblock_reason(req.ticket, "<approver>"),
         timeout_minutes=req.approval_timeout_minutes,
+        evidence=evidence,
     )
     with journal.step("request_approval") as step:
-        try:
-            decision = pause_flow_run(
-                wait_for_input=UnblockApproval.with_initial_data(
-                    description=description, approve=False
-                ),
-                timeout=max(1, round(req.approval_timeout_minutes * 60)),
-                poll_interval=approval_poll_seconds(),
-                key=f"approve-unblock-{runtime.flow_run.run_count}",
-            )
-        except FlowPauseTimeout:
-            _leave_expired_pause()
+        waited = wait_for_people(
+            req,
+            journal,
+            UnblockApproval,
+            description=description,
+            key=f"approve-unblock-{runtime.flow_run.run_count}",
+            stage="unblock",
+            risk_summary=evidence.summary,
+        )
+        decision = waited.decision
+        if decision is None:
             step.note("no decision before the timeout")
             report.approval = ApprovalRecord(
                 decision="expired", at=utcnow(), requested_at=requested_at
             )
             return None
-        assert isinstance(decision, UnblockApproval)
         verdict = "approved" if decision.approve else "rejected"
         step.note(f"{verdict} by {decision.approver}")
     report.approval = ApprovalRecord(
@@ -203,17 +380,49 @@ def _request_approval(
     return decision
 
 
-def _leave_expired_pause() -> None:
-    """After a pause timeout the server refuses every further transition of the run (it would
-    end as "paused and never resumed"); force it back to Running so the run can write its
-    report, schedule the cleanup and end in the named ApprovalExpired state."""
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(
-            runtime.flow_run.id, Running(message="Approval expired; finishing"), force=True
+def _clean_up_mailbox(
+    req: UnblockRequest,
+    journal: Journal,
+    user: User,
+    evidence: Evidence,
+    decision: UnblockApproval,
+) -> None:
+    """The optional clean-ups, only as ticked; each re-reads first, so re-runs change nothing."""
+    mailbox = user.user_principal_name
+    to_disable = tuple(r.identity for r in evidence.rules_to_disable)
+    if decision.disable_suspicious_rules and to_disable:
+        with journal.step("disable_suspicious_rules") as step:
+            done = disable_suspicious_rules(req.tenant, mailbox, to_disable)
+            step.note(done.detail, *done.request_ids)
+    elif to_disable:
+        journal.skipped(
+            "disable_suspicious_rules", f"not ticked: {len(to_disable)} rule(s) left as they are"
+        )
+    forwards = evidence.forwarding is not None and evidence.forwarding.forwards
+    if decision.clear_forwarding:
+        with journal.step("clear_forwarding") as step:
+            done = clear_forwarding(req.tenant, mailbox)
+            step.note(done.detail, *done.request_ids)
+    elif forwards:
+        journal.skipped("clear_forwarding", "not ticked: the mailbox forwarding stays")
+
+
+def _count_unblock(req: UnblockRequest, journal: Journal, address: str) -> None:
+    """Record the unblock for the cap warning; the unblock itself already happened, so a
+    failure here is a next step, not a failed run."""
+    try:
+        with journal.step("record_unblock") as step:
+            step.note(f"unblock number {record_unblock(req.tenant, address)} by this playbook")
+    except (PrefectException, httpx.HTTPError, ValueError) as exc:
+        journal.report.next_steps.append(
+            f"The unblock was not counted ({type(exc).__name__}); the cap warning of later runs "
+            "will be one short."
         )
 
 
-def _dry_run(req: UnblockRequest, journal: Journal, user: User) -> State[Any]:
+def _dry_run(
+    req: UnblockRequest, journal: Journal, user: User, roles: tuple[str, ...]
+) -> State[Any]:
     """Read the list and say exactly what a real run would do."""
     with journal.step("find_restricted_entry") as step:
         entries = find_restricted_entry(req.tenant, addresses_to_check(user))
@@ -222,6 +431,15 @@ def _dry_run(req: UnblockRequest, journal: Journal, user: User) -> State[Any]:
     journal.report.entry = entry
     block = handover_block_name(journal.report.flow_run_id)
     plan: list[str] = []
+    if roles:
+        plan.append(
+            f"The account holds {', '.join(roles)}: "
+            + (
+                "ask a second person (not the requester) to approve the password reset first."
+                if req.allow_privileged_reset
+                else "stop as PrivilegedAccount (no override); change nothing."
+            )
+        )
     if req.handover == "secret-block":
         plan.append(
             f"Generate a {DEFAULT_LENGTH}-character random password and store it in the Secret "
@@ -242,6 +460,10 @@ def _dry_run(req: UnblockRequest, journal: Journal, user: User) -> State[Any]:
         plan.append("Finish as NotRestricted: the account is not on the Restricted users list.")
     else:
         plan += [
+            "Re-read the user: refuse the unblock unless the password change is newer than the "
+            "restriction.",
+            "Review inbox rules (hidden ones included), mailbox forwarding and earlier unblocks "
+            "for the approver.",
             f"Ask for approval (timeout {req.approval_timeout_minutes} minutes).",
             f"If approved: remove {entry.sender_address} from the Restricted users list with the "
             f"reason: {unblock_reason(req.ticket, '<approver>')}.",
@@ -301,6 +523,7 @@ def _cleanup_after_failure(req: UnblockRequest, journal: Journal) -> None:
 
 
 def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[Any]:
+    failed_step = journal.current  # before the cleanup runs steps of its own
     _cleanup_after_failure(req, journal)
     if isinstance(exc, UnblockLimitError):
         return journal.finish(
@@ -312,11 +535,11 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
                 "Do not run this playbook again for this account: it will hit the same limit.",
             ],
         )
-    if isinstance(exc, NotFoundError) and journal.current == "resolve_account":
+    if isinstance(exc, NotFoundError) and failed_step == "resolve_account":
         return journal.finish(Outcome.ACCOUNT_NOT_FOUND, detail=str(exc))
     return journal.finish(
         Outcome.STEP_FAILED,
-        detail=f"{journal.current or 'setup'} failed: {type(exc).__name__}: {exc}",
+        detail=f"{failed_step or 'setup'} failed: {type(exc).__name__}: {exc}",
         next_steps=[
             "Read the failed step's detail. Permission and configuration errors need the tenant "
             "profile or the app registration fixed; then start a new run.",
