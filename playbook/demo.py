@@ -25,6 +25,8 @@ from typing import IO, Any
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_ACCOUNT = "rob@contoso.com"
+# Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
+APPROVAL_DESCRIPTION_KEY = "paused-approve-unblock-1-description"
 DEMO_TENANT = "contoso"
 
 
@@ -255,6 +257,20 @@ def start_sample_run(*, verification_delay_minutes: float) -> Any:
     return run.id
 
 
+def print_approval(run_id: Any) -> None:
+    """Print what the approver sees above the form (the compromise evidence first)."""
+    import json
+
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        raw = client.read_flow_run_input(run_id, APPROVAL_DESCRIPTION_KEY)
+    description = json.loads(raw)
+    if not isinstance(description, str) or "Compromise checks" not in description:
+        raise DemoError("the approval form shows no compromise evidence")
+    print(description, flush=True)
+
+
 def print_report(run_id: Any) -> None:
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
@@ -291,6 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             run_id = start_sample_run(verification_delay_minutes=0.1 if args.smoke else 240)
             _log(f"sample run for {DEMO_ACCOUNT} started; waiting for it to pause for approval")
             _wait_for_state(run_id, {"PAUSED"}, 180)
+            print_approval(run_id)
             link = f"{env.ui_url}/runs/flow-run/{run_id}"
             if not args.smoke:
                 print(f"\nApproval waiting: open {link} and press Resume.\n", flush=True)
