@@ -2,7 +2,7 @@
 
 Every process is started in its own session and tracked; ``Processes.close`` stops it *and its
 descendants* (SIGTERM, then SIGKILL), also on failure and Ctrl-C. ``install_signal_handlers``
-turns SIGTERM/SIGHUP into ``KeyboardInterrupt`` so the ``finally`` blocks run.
+turns SIGINT/SIGTERM/SIGHUP into ``KeyboardInterrupt`` so the ``finally`` blocks run.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ def install_signal_handlers() -> None:
 
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
+    # Also when started in the background by a non-interactive shell, which ignores SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def free_port() -> int:
