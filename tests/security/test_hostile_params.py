@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 
 from playbook.approval import UnblockApproval
 from playbook.params import UnblockRequest, VerifyRequest
+from playbook.privileged import PrivilegedResetApproval
 from playbook.rendering import md_escape
 from playbook.sweep import SweepRequest
 
@@ -45,6 +46,8 @@ STRING_FIELDS: list[tuple[type[BaseModel], dict[str, Any], str]] = [
     (UnblockRequest, BASE_UNBLOCK, "ticket"),
     (UnblockRequest, BASE_UNBLOCK, "requested_by"),
     (UnblockRequest, BASE_UNBLOCK, "handover"),
+    (UnblockRequest, BASE_UNBLOCK, "notify[]"),
+    (UnblockRequest, BASE_UNBLOCK, "escalate_to[]"),
     (VerifyRequest, BASE_VERIFY, "account"),
     (VerifyRequest, BASE_VERIFY, "tenant"),
     (VerifyRequest, BASE_VERIFY, "ticket"),
@@ -59,9 +62,12 @@ STRING_FIELDS: list[tuple[type[BaseModel], dict[str, Any], str]] = [
     (SweepRequest, {}, "ticket_prefix"),
     (UnblockApproval, BASE_APPROVAL, "approver"),
     (UnblockApproval, BASE_APPROVAL, "comment"),
+    (PrivilegedResetApproval, BASE_APPROVAL, "approver"),
+    (PrivilegedResetApproval, BASE_APPROVAL, "comment"),
 ]
 # Fields where free text is legitimately allowed (then it must render inert).
-FREE_TEXT = {(UnblockApproval, "comment")}
+FREE_TEXT = {(UnblockApproval, "comment"), (PrivilegedResetApproval, "comment")}
+APPROVAL_FORMS = (UnblockApproval, PrivilegedResetApproval)
 
 # Characters no structured field may carry through validation.
 _STRUCTURED_OK = re.compile(r"[A-Za-z0-9 ._@:#%+-]*")
@@ -91,7 +97,7 @@ def _accepted_value(model: BaseModel, field: str) -> Any:
 @functools.cache
 def _flow_schema(model: type[BaseModel]) -> dict[str, Any]:
     """The parameter schema the server stores for the deployment whose flow takes ``model``."""
-    if model is UnblockApproval:
+    if model in APPROVAL_FORMS:
         return {"type": "object", **model.model_json_schema()}
     from flows.check_tenant import check_tenant  # noqa: F401  (import proves the flow loads)
 
@@ -105,7 +111,7 @@ def _flow_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _wrap(model: type[BaseModel], params: dict[str, Any]) -> dict[str, Any]:
-    return params if model is UnblockApproval else {"request": params}
+    return params if model in APPROVAL_FORMS else {"request": params}
 
 
 # Refused by pydantic only, by design: the constraint is not expressible in the schema
