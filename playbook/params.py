@@ -158,13 +158,13 @@ class UnblockRequest(_Params):
         "must approve the reset before anything changes.",
     )
     notify: list[NotifyTarget] = Field(
-        default_factory=list,
+        default=[],  # an explicit default, so the UI form sends [] rather than nothing
         max_length=MAX_NOTIFY_TARGETS,
         description="Notification blocks told when an approval is needed (with a link to the "
         "paused run) and how the run ended.",
     )
     escalate_to: list[NotifyTarget] = Field(
-        default_factory=list,
+        default=[],  # an explicit default, so the UI form sends [] rather than nothing
         max_length=MAX_NOTIFY_TARGETS,
         description="Notification blocks of the second group, told when nobody has answered "
         "after escalate_after_minutes; the run keeps waiting until approval_timeout_minutes.",

@@ -152,14 +152,25 @@ def start_custom_run(rec: Recorder, api: ApiClient, run_name: str, params: dict[
         what="run name to stick",
     )
     rec.shot("parameter-form-filled")
-    page.get_by_role("button", name="Submit").click()
-    # The server has the run once the form is accepted (the API is the judge, not the toast).
-    runs = wait_for(
-        lambda: api.flow_runs(name={"any_": [run_name]}),
-        timeout=30,
-        what=f"run {run_name} created from the form",
-    )
-    run_id = str(runs[0]["id"])
+    # Submit and take the id from the server's answer to the form. Right after the fills the form
+    # may still be re-rendering and swallow the click, so a click that sends nothing is repeated.
+    run_id = ""
+    for _attempt in range(3):
+        try:
+            with page.expect_response(
+                lambda r: r.url.endswith("/create_flow_run") and r.request.method == "POST",
+                timeout=10_000,
+            ) as answer:
+                page.get_by_role("button", name="Submit").click()
+        except PlaywrightTimeout:
+            continue
+        assert answer.value.status == 201, answer.value.text()
+        run_id = str(answer.value.json()["id"])
+        break
+    assert run_id, "the Submit button never sent the run to the server"
+    # The API is the judge: the run exists with the parameters typed into the form.
+    created = wait_for(lambda: api.get(f"flow_runs/{run_id}"), timeout=30, what="the new run")
+    assert created["parameters"]["request"]["ticket"] == params["Ticket"]
     # The UI stays on the deployment page; a short-lived toast links to the new run.
     view = page.get_by_role("button", name="View run")
     try:
