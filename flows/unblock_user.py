@@ -57,6 +57,7 @@ from playbook.outcomes import Outcome
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.passwords import DEFAULT_LENGTH
 from playbook.privileged import PrivilegedResetApproval
+from playbook.recovery import RecoveryAction
 from playbook.rendering import (
     render_approval,
     render_privileged_approval,
@@ -70,6 +71,7 @@ from tasks.count_unblocks import read_unblock_count, record_unblock
 from tasks.disable_suspicious_rules import disable_suspicious_rules
 from tasks.find_restricted_entry import find_restricted_entry
 from tasks.hand_over_credential import delete_handover, hand_over_credential, prepare_handover
+from tasks.recover_interrupted_runs import recover_interrupted_runs
 from tasks.reset_password import reset_password
 from tasks.resolve_account import resolve_account
 from tasks.review_admin_roles import review_admin_roles
@@ -101,6 +103,22 @@ def unblock_user(request: UnblockRequest) -> State[Any]:
             _cleanup_after_failure(request, journal)
             journal.finish(Outcome.STEP_FAILED, detail="Unexpected error; see the run logs.")
         raise
+
+
+def _recover_earlier_runs(req: UnblockRequest, journal: Journal) -> None:
+    """An earlier run for this account that crashed may still hold a hand-over secret: this reset
+    made its password stale, so delete it (or give it its follow-up). Never fatal."""
+    with journal.step("recover_interrupted_runs") as step:
+        try:
+            records = recover_interrupted_runs(req.tenant, req.account, journal.report.flow_run_id)
+        except (PrefectException, httpx.HTTPError) as exc:
+            step.note(f"not checked ({type(exc).__name__}); see docs/security-model.md")
+            return
+        acted = [r for r in records if r.action != RecoveryAction.NOTHING]
+        step.note(
+            "; ".join(f"{r.flow_run_name}: {r.action.value}" for r in acted)
+            or "no interrupted earlier run"
+        )
 
 
 def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
@@ -147,6 +165,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
         handover = hand_over_credential(req.tenant, user.id, req.handover, block)
         report.handover_block = handover.handover_block
         step.note(_handover_note(req, handover.handover_block), handover.request_id)
+    _recover_earlier_runs(req, journal)
 
     # 3. Look for the account on the Restricted users list.
     with journal.step("find_restricted_entry") as step:

@@ -129,17 +129,15 @@ def rerun_and_check(server: RealServer, emu: Emulator, old_block: str) -> None:
     wait_for(lambda: read(new.id).state.is_paused(), 120, "the new run to ask for approval")
     password = secret_value(new_block)
     assert password and emu.state.password_matches(emu.state.user("contoso", ROB), password)
-    old_password = secret_value(old_block)
-    assert old_password and not emu.state.password_matches(
-        emu.state.user("contoso", ROB), old_password
-    ), "the old secret no longer holds the password in force"
+    # The new run's own recovery step (right after its reset) found the crashed run's secret
+    # stale and deleted it, before the new run asked for approval.
+    assert secret_value(old_block) is None, "the stale secret must be gone after the new reset"
+    assert handover_blocks() & {old_block, new_block} == {new_block}
     with use_api(server.api_url):
         from tasks.recover_interrupted_runs import recover
 
         actions = [r.action.value for r in recover() if r.handover_block == old_block]
-    assert actions == ["delete"]
-    assert secret_value(old_block) is None, "the stale secret must be gone after the new reset"
-    assert handover_blocks() & {old_block, new_block} == {new_block}
+    assert actions in ([], ["nothing"]), "nothing is left to recover"
     from prefect.flow_runs import resume_flow_run
 
     resume_flow_run(new.id, run_input={"approve": True, "approver": "bob"})
