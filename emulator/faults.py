@@ -18,6 +18,7 @@ ENDPOINTS: tuple[str, ...] = (
     "graph.update_user",
     "graph.revoke_sessions",
     "graph.create_tap",
+    "graph.list_taps",
     "graph.message_rules",
     "graph.member_of",
     "graph.service_principal",

@@ -44,6 +44,7 @@ WRITE_PASSWORD = {"User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"}
 WRITE_ENABLED = {"User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
 REVOKE = {"User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"}
 TAP = {"UserAuthenticationMethod.ReadWrite.All"}
+READ_TAP = {"UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"}
 MAIL_SETTINGS = {"MailboxSettings.Read", "MailboxSettings.ReadWrite"}
 READ_ROLES = {"RoleManagement.Read.Directory", "Directory.Read.All"}
 READ_SP = {"RoleManagement.Read.Directory", "Directory.Read.All", "Application.Read.All"}
@@ -217,6 +218,9 @@ def route(core: Core, req: Request, call: Call) -> Handler:
             call.write = True
             call.changed_fields = ("temporaryAccessPassMethods",)
             return _guarded(core, req, call, TAP, lambda p: _create_tap(req, call, p, key))
+        if n == 4 and m == "GET" and seg[2:] == ["authentication", "temporaryAccessPassMethods"]:
+            call.endpoint = "graph.list_taps"
+            return _guarded(core, req, call, READ_TAP, lambda p: _list_taps(req, call, p, key))
         if (
             n == 5
             and m == "GET"
@@ -568,22 +572,44 @@ def _create_tap(req: Request, call: Call, p: Principal, key: str) -> Response:
     if not isinstance(once, bool):
         return _bad(call, "isUsableOnce must be a boolean.", "badRequest")
     tap = "".join(secrets.choice(_TAP_ALPHABET) for _ in range(8))
-    tap_id = user.set_tap(tap, lifetime=lifetime, usable_once=once)  # replaces any previous TAP
-    now = _iso_z(utcnow())
+    user.set_tap(tap, lifetime=lifetime, usable_once=once)  # replaces any previous TAP
     out = {
         "@odata.context": _context(
             req, f"users('{user.id}')/authentication/temporaryAccessPassMethods/$entity"
         ),
-        "id": tap_id,
+        **_tap_json(user),
         "temporaryAccessPass": tap,
-        "createdDateTime": now,
-        "startDateTime": now,
-        "lifetimeInMinutes": lifetime,
-        "isUsableOnce": once,
+    }
+    return json_response(201, out, None, ODATA_JSON)
+
+
+def _tap_json(user: UserRecord) -> dict[str, Any]:
+    """A TAP method as Graph lists it; the pass itself is only in the creation answer."""
+    created = _iso_z(user.tap_created or utcnow())
+    return {
+        "id": user.tap_id,
+        "temporaryAccessPass": None,
+        "createdDateTime": created,
+        "startDateTime": created,
+        "lifetimeInMinutes": user.tap_lifetime_minutes,
+        "isUsableOnce": user.tap_usable_once,
         "isUsable": True,
         "methodUsabilityReason": "EnabledByPolicy",
     }
-    return json_response(201, out, None, ODATA_JSON)
+
+
+def _list_taps(req: Request, call: Call, p: Principal, key: str) -> Response:
+    user = p.tenant.user(key)
+    if user is None:
+        return _not_found(call, key)
+    value = [_tap_json(user)] if user.tap_id else []
+    out = {
+        "@odata.context": _context(
+            req, f"users('{user.id}')/authentication/temporaryAccessPassMethods"
+        ),
+        "value": value,
+    }
+    return json_response(200, out, None, ODATA_JSON)
 
 
 # ---- rules and roles ----------------------------------------------------------------------

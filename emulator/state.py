@@ -79,6 +79,7 @@ class UserRecord:
     tap_id: str | None = None
     tap_lifetime_minutes: int | None = None
     tap_usable_once: bool | None = None
+    tap_created: datetime | None = None
     _password_salt: bytes | None = field(default=None, repr=False)
     _password_hash: bytes | None = field(default=None, repr=False)
     _tap_salt: bytes | None = field(default=None, repr=False)
@@ -121,6 +122,7 @@ class UserRecord:
         self.tap_id = secrets.token_hex(16)
         self.tap_lifetime_minutes = lifetime
         self.tap_usable_once = usable_once
+        self.tap_created = utcnow()
         self.taps_created += 1
         return self.tap_id
 

@@ -12,6 +12,7 @@ Errors are raised at a single boundary (``m365.transport``), so callers never se
     │   ├── ThrottledError         429 (Retry-After honoured)
     │   ├── ServiceUnavailableError 408 / 500 / 502 / 503 / 504, or token endpoint 5xx
     │   └── ConnectionFailedError  connection refused, reset or timed out
+    ├── OutcomeUnknownError        a write that must not be re-sent got no answer; re-read state
     └── ApiError                   Microsoft answered with a definite "no"; do not retry
         ├── NotFoundError          Request_ResourceNotFound / ManagementObjectNotFoundException
         ├── PermissionDeniedError  401 / 403: missing application permission or directory role
@@ -95,6 +96,15 @@ class ConnectionFailedError(TransientError):
 
     For a write the outcome is ambiguous: the caller re-reads state before retrying
     where a duplicate would matter.
+    """
+
+
+class OutcomeUnknownError(M365Error):
+    """A write was sent and no answer came (read timeout, connection lost after sending), for a
+    request whose repetition is not harmless (a TAP POST, Remove-BlockedSenderAddress).
+
+    Not retryable as such, and the transport never re-sends it: the write may have landed, or may
+    still land later. The caller re-reads state first (playbook.reconcile), then decides.
     """
 
 

@@ -175,7 +175,9 @@ class ExchangeAdminClient:
             "client-request-id": str(uuid.uuid4()),
         }
 
-    def _post(self, url: str, cmdlet: str, body: Mapping[str, Any]) -> ApiResponse:
+    def _post(
+        self, url: str, cmdlet: str, body: Mapping[str, Any], *, resend_ambiguous: bool = True
+    ) -> ApiResponse:
         return self._transport.request(
             "POST",
             url,
@@ -184,11 +186,18 @@ class ExchangeAdminClient:
             operation=cmdlet,
             json_body=body,
             headers=self._headers(cmdlet),
+            resend_ambiguous=resend_ambiguous,
         )
 
-    def invoke(self, cmdlet: str, parameters: Mapping[str, ParamValue]) -> ApiResponse:
-        """Run one cmdlet; the first page only. Prefer the typed methods."""
-        return self._post(self.endpoint, cmdlet, _cmdlet_body(cmdlet, parameters))
+    def invoke(
+        self, cmdlet: str, parameters: Mapping[str, ParamValue], *, resend_ambiguous: bool = True
+    ) -> ApiResponse:
+        """Run one cmdlet; the first page only. Prefer the typed methods.
+
+        ``resend_ambiguous=False``: see :meth:`m365.transport.Transport.request`.
+        """
+        body = _cmdlet_body(cmdlet, parameters)
+        return self._post(self.endpoint, cmdlet, body, resend_ambiguous=resend_ambiguous)
 
     def _objects(
         self, cmdlet: str, parameters: Mapping[str, ParamValue]
@@ -239,14 +248,17 @@ class ExchangeAdminClient:
     ) -> Receipt:
         """``Remove-BlockedSenderAddress -SenderAddress x [-Reason r]``: unblock.
 
-        Raises ``UnblockLimitError`` when Microsoft's cap is reached. Effectively idempotent,
-        but after an ambiguous failure re-check with :meth:`get_blocked_senders`.
+        Raises ``UnblockLimitError`` when Microsoft's cap is reached. Never re-sent after a
+        failure that may have reached Microsoft: that raises ``OutcomeUnknownError``, and the
+        caller re-checks with :meth:`get_blocked_senders` before sending again (an unblock may
+        count against the cap).
         """
         address = validate_address(sender_address, "sender_address")
         reason_text = reason.raw if isinstance(reason, RestrictionReason) else reason
         response = self.invoke(
             "Remove-BlockedSenderAddress",
             {"SenderAddress": address, "Reason": reason_text or None},
+            resend_ambiguous=False,
         )
         return self._receipt("remove_blocked_sender", address, response)
 

@@ -22,7 +22,14 @@ from .identifiers import (
     validate_guid,
     validate_user_identifier,
 )
-from .models import DirectoryRole, MessageRule, Receipt, TemporaryAccessPass, User
+from .models import (
+    DirectoryRole,
+    MessageRule,
+    Receipt,
+    TemporaryAccessPass,
+    TemporaryAccessPassMethod,
+    User,
+)
 from .transport import ApiResponse, Transport, ensure_next_link
 
 USER_SELECT = ",".join(
@@ -141,6 +148,7 @@ class GraphClient:
         *,
         params: Mapping[str, str] | None = None,
         json_body: object = None,
+        resend_ambiguous: bool = True,
     ) -> ApiResponse:
         url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
         return self._transport.request(
@@ -151,6 +159,7 @@ class GraphClient:
             operation=operation,
             params=params,
             json_body=json_body,
+            resend_ambiguous=resend_ambiguous,
         )
 
     def _pages(
@@ -255,8 +264,10 @@ class GraphClient:
     ) -> TemporaryAccessPass:
         """Create a TAP (``POST .../authentication/temporaryAccessPassMethods``, 201).
 
-        Retry-safe in effect: a user has one TAP, so a repeated POST replaces the earlier one
-        and only the returned pass is valid. The pass is a ``SecretStr``.
+        A user has one TAP, so a new one replaces the earlier one. Never re-sent after a failure
+        that may have reached Microsoft: a late first request would replace the pass returned to
+        the retry. That raises ``OutcomeUnknownError`` instead (see ``playbook.reconcile``).
+        The pass is a ``SecretStr``.
         """
         ident = validate_user_identifier(user_id)
         if not TAP_MIN_MINUTES <= lifetime_minutes <= TAP_MAX_MINUTES:
@@ -270,6 +281,7 @@ class GraphClient:
             f"/users/{path_segment(ident)}/authentication/temporaryAccessPassMethods",
             operation,
             json_body={"lifetimeInMinutes": lifetime_minutes, "isUsableOnce": usable_once},
+            resend_ambiguous=False,
         )
         body = response.json_object()
         tap_id, secret = body.get("id"), body.get("temporaryAccessPass")
@@ -289,6 +301,33 @@ class GraphClient:
             lifetime_in_minutes=lifetime if isinstance(lifetime, int) else lifetime_minutes,
             is_usable_once=_bool(body.get("isUsableOnce"), usable_once),
         )
+
+    def list_temporary_access_passes(self, user_id: str) -> list[TemporaryAccessPassMethod]:
+        """The user's TAP methods (``GET .../temporaryAccessPassMethods``): ids and dates, never
+        the pass. Read-only."""
+        ident = validate_user_identifier(user_id)
+        methods: list[TemporaryAccessPassMethod] = []
+        for item in self._pages(
+            f"/users/{path_segment(ident)}/authentication/temporaryAccessPassMethods",
+            "list temporary access passes",
+        ):
+            method_id = item.get("id")
+            if not isinstance(method_id, str) or not method_id:
+                continue
+            created = item.get("createdDateTime")
+            lifetime = item.get("lifetimeInMinutes")
+            usable_once, usable = item.get("isUsableOnce"), item.get("isUsable")
+            methods.append(
+                TemporaryAccessPassMethod(
+                    id=method_id,
+                    created=datetime.fromisoformat(created) if isinstance(created, str) else None,
+                    lifetime_in_minutes=lifetime if isinstance(lifetime, int) else None,
+                    is_usable_once=usable_once if isinstance(usable_once, bool) else None,
+                    is_usable=usable if isinstance(usable, bool) else None,
+                    method_usability_reason=_str(item.get("methodUsabilityReason")),
+                )
+            )
+        return methods
 
     def list_message_rules(self, user_id: str) -> list[MessageRule]:
         """Inbox rules visible to Graph (``mailFolders/inbox/messageRules``). Read-only."""

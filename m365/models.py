@@ -121,6 +121,17 @@ class TemporaryAccessPass(_Model):
     is_usable_once: bool
 
 
+class TemporaryAccessPassMethod(_Model):
+    """A TAP as listed by Graph: metadata only, the pass is never returned after creation."""
+
+    id: str
+    created: datetime | None = None
+    lifetime_in_minutes: int | None = None
+    is_usable_once: bool | None = None
+    is_usable: bool | None = None
+    method_usability_reason: str | None = None
+
+
 class Receipt(_Model):
     """What a write returned: enough for the audit trail, never the payload."""
 

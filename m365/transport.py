@@ -35,6 +35,7 @@ from .errors import (
     InvalidRequestError,
     M365Error,
     NotFoundError,
+    OutcomeUnknownError,
     PermissionDeniedError,
     ServiceUnavailableError,
     ThrottledError,
@@ -249,29 +250,30 @@ class Transport:
         params: Mapping[str, str] | None = None,
         json_body: object = None,
         headers: Mapping[str, str] | None = None,
+        resend_ambiguous: bool = True,
     ) -> ApiResponse:
         """Send one API call with a bearer token for ``resource``, retrying what is transient.
 
-        Retry-safety: transient failures are repeated with the same method, URL and body, so only
-        call this for requests whose repetition is harmless (every call the clients make is:
-        reads, the idempotent password PATCH, revoke, Remove/Set cmdlets; a repeated TAP POST
-        replaces the previous TAP). A 401 is retried once with a fresh token.
+        Retry-safety: transient failures are repeated with the same method, URL and body. That is
+        harmless for reads, the password PATCH (same value), revoke and the Set/Disable cmdlets.
+        For a write whose repetition is not (``resend_ambiguous=False``: the TAP POST, whose late
+        duplicate would replace the pass handed over; Remove-BlockedSenderAddress), a failure
+        after the request may have reached Microsoft raises ``OutcomeUnknownError`` instead of
+        re-sending; failures before sending (refused, connect timeout, 429, 5xx) are still
+        retried. A 401 is retried once with a fresh token.
         """
         reauthenticated = False
 
         def attempt() -> ApiResponse:
             nonlocal reauthenticated
-            response = self._send(
-                method, url, tokens, resource, operation, params, json_body, headers
-            )
+            send = (method, url, tokens, resource, operation, params, json_body, headers)
+            response = self._send(*send, resend_ambiguous=resend_ambiguous)
             if response.status_code == 401 and not reauthenticated:
                 reauthenticated = True
                 log.info("%s: HTTP 401, refreshing the token for %s once", operation, resource)
                 response.close()
                 tokens.invalidate(resource)
-                response = self._send(
-                    method, url, tokens, resource, operation, params, json_body, headers
-                )
+                response = self._send(*send, resend_ambiguous=resend_ambiguous)
             raise_for_response(response, operation)
             return self._parse_success(response, operation)
 
@@ -287,6 +289,8 @@ class Transport:
         params: Mapping[str, str] | None,
         json_body: object,
         headers: Mapping[str, str] | None,
+        *,
+        resend_ambiguous: bool = True,
     ) -> requests.Response:
         token = tokens.token(resource)
         all_headers = {
@@ -316,9 +320,10 @@ class Transport:
         except requests.exceptions.ConnectTimeout:
             raise ConnectionFailedError(f"{operation}: connect timed out") from None
         except requests.exceptions.ReadTimeout:
-            raise ConnectionFailedError(
-                f"{operation}: no answer within {self.timeout[1]:g}s (read timeout)"
-            ) from None
+            text = f"{operation}: no answer within {self.timeout[1]:g}s (read timeout)"
+            if not resend_ambiguous:
+                raise OutcomeUnknownError(text) from None
+            raise ConnectionFailedError(text) from None
         except (
             requests.exceptions.InvalidURL,
             requests.exceptions.MissingSchema,
@@ -331,9 +336,11 @@ class Transport:
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
         ) as exc:
-            raise ConnectionFailedError(
-                f"{operation}: connection failed ({_connection_reason(exc)})"
-            ) from None
+            reason = _connection_reason(exc)
+            text = f"{operation}: connection failed ({reason})"
+            if not resend_ambiguous and reason not in _NOT_SENT_REASONS:
+                raise OutcomeUnknownError(text) from None
+            raise ConnectionFailedError(text) from None
         except requests.RequestException as exc:
             raise ConnectionFailedError(f"{operation}: {type(exc).__name__}") from None
         log.debug("%s: %s %s -> %d", operation, method, urlsplit(url).path, response.status_code)
@@ -359,6 +366,10 @@ class Transport:
             request_id=request_id_of(response, body),
             headers=dict(response.headers),
         )
+
+
+# Connection failures that prove the request never left: safe to re-send any write.
+_NOT_SENT_REASONS = frozenset({"Connection refused", "Name or service not known"})
 
 
 def _connection_reason(exc: BaseException) -> str:

@@ -170,7 +170,8 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         api=Api.GRAPH,
         permissions=("UserAuthenticationMethod.ReadWrite.All",),
         condition="only when handover = tap",
-        why="POST /users/{id}/authentication/temporaryAccessPassMethods",
+        why="POST, then GET /users/{id}/authentication/temporaryAccessPassMethods (create the "
+        "pass, then check it is the one in force)",
     ),
     Requirement(
         flow="unblock-user",

@@ -12,10 +12,12 @@ from prefect import task
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
 
+from m365.models import TemporaryAccessPass
 from playbook import redaction
 from playbook.clients import clients_for
 from playbook.params import HandoverMode
 from playbook.passwords import generate_password
+from playbook.reconcile import issue_tap
 from playbook.results import HandoverResult
 
 from ._logging import run_logger
@@ -66,15 +68,30 @@ def hand_over_credential(
     if mode != "tap" or block_name is None:
         logger.info("Credential hand-over: %s", block_name or "none (self-service reset)")
         return HandoverResult(mode=mode, handover_block=block_name)
-    tap = clients_for(tenant).graph.create_temporary_access_pass(
-        user_id, lifetime_minutes=TAP_LIFETIME_MINUTES, usable_once=True
+    clients = clients_for(tenant)
+
+    def store(tap: TemporaryAccessPass) -> None:
+        redaction.register_secret(tap.temporary_access_pass)
+        Secret(value=tap.temporary_access_pass).save(block_name, overwrite=True)
+
+    # A lost answer is waited out for one read timeout before a new pass is issued.
+    issued = issue_tap(
+        clients.graph,
+        user_id,
+        lifetime_minutes=TAP_LIFETIME_MINUTES,
+        usable_once=True,
+        store=store,
+        settle_seconds=clients.transport.timeout[1],
+        log=logger,
     )
-    redaction.register_secret(tap.temporary_access_pass)
-    # Creating a TAP replaces the previous one, so the last stored value is the valid one.
-    Secret(value=tap.temporary_access_pass).save(block_name, overwrite=True)
-    logger.info("One-time Temporary Access Pass stored in Secret block %s", block_name)
+    logger.info(
+        "One-time Temporary Access Pass stored in Secret block %s and confirmed in force "
+        "(round %d)",
+        block_name,
+        issued.rounds,
+    )
     return HandoverResult(
-        mode=mode, handover_block=block_name, tap_lifetime_minutes=tap.lifetime_in_minutes
+        mode=mode, handover_block=block_name, tap_lifetime_minutes=issued.tap.lifetime_in_minutes
     )
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
 
-from m365.errors import NotFoundError
 from playbook.clients import clients_for
 from playbook.decisions import is_listed
+from playbook.reconcile import remove_entry
 from playbook.results import UnblockResult
 
 from ._logging import run_logger
@@ -24,8 +24,9 @@ from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
     cache_policy=NO_CACHE,
 )
 def unblock_sender(tenant: str, address: str, reason: str) -> UnblockResult:
-    """Remove-BlockedSenderAddress. A block that is already gone counts as success; a retry
-    re-reads the list first. UnblockLimitError is terminal (Microsoft Support)."""
+    """Remove-BlockedSenderAddress. A block that is already gone counts as success; a retry, or
+    a request whose answer was lost, re-reads the list first. UnblockLimitError is terminal
+    (Microsoft Support)."""
     logger = run_logger()
     exchange = clients_for(tenant).exchange
     retrying = runtime.task_run.run_count > 1
@@ -33,9 +34,9 @@ def unblock_sender(tenant: str, address: str, reason: str) -> UnblockResult:
         logger.info("%s is no longer listed: the previous attempt took effect", address)
         return UnblockResult(address=address, already_removed=True)
     logger.info("Removing %s from the Restricted users list", address)
-    try:
-        receipt = exchange.remove_blocked_sender(address, reason)
-    except NotFoundError as exc:
-        logger.info("%s was already removed (%s)", address, exc)
-        return UnblockResult(address=address, already_removed=True, request_id=exc.request_id)
-    return UnblockResult(address=address, request_id=receipt.request_id)
+    removal = remove_entry(exchange, address, reason, log=logger)
+    if removal.already_removed:
+        logger.info("%s was already removed", address)
+    return UnblockResult(
+        address=address, request_id=removal.request_id, already_removed=removal.already_removed
+    )

@@ -150,6 +150,28 @@ def test_temporary_access_pass(graph: Graph, emulator: Emulator) -> None:
     assert r.status_code == 400 and "not enabled" in r.json()["error"]["message"]
 
 
+def test_temporary_access_pass_methods_are_listed_without_the_pass(
+    graph: Graph, emulator: Emulator
+) -> None:
+    path = "/users/alex@contoso.com/authentication/temporaryAccessPassMethods"
+    assert graph("GET", path).json()["value"] == []
+    first = graph("POST", path, json={"lifetimeInMinutes": 60, "isUsableOnce": True}).json()
+    second = graph("POST", path, json={"lifetimeInMinutes": 30, "isUsableOnce": False}).json()
+    r = graph("GET", path)
+    assert r.status_code == 200
+    (listed,) = r.json()["value"]  # one TAP per user: the second replaced the first
+    assert listed["id"] == second["id"] != first["id"]
+    assert listed["temporaryAccessPass"] is None
+    assert listed["createdDateTime"] == second["createdDateTime"]
+    assert (listed["lifetimeInMinutes"], listed["isUsableOnce"]) == (30, False)
+    assert second["temporaryAccessPass"] not in r.text
+    # Listing is a read: the reader app lacks UserAuthenticationMethod.Read(Write).All.
+    assert graph("GET", path, app="reader").status_code == 403
+    unknown = "/users/nobody@contoso.com/authentication/temporaryAccessPassMethods"
+    assert graph("GET", unknown).status_code == 404
+    assert [r.endpoint for r in emulator.writes()] == ["graph.create_tap"] * 2
+
+
 def test_message_rules_hide_hidden_rules(graph: Graph) -> None:
     r = graph("GET", "/users/rob@contoso.com/mailFolders/inbox/messageRules")
     assert r.status_code == 200

@@ -63,6 +63,7 @@ STEPS = (
     Step("reset_password", "graph.update_user", ALEX),
     Step("revoke_sessions", "graph.revoke_sessions", ALEX),
     Step("hand_over_credential (tap)", "graph.create_tap", ALEX, handover="tap"),
+    Step("hand_over_credential (tap check)", "graph.list_taps", ALEX, handover="tap"),
     Step("find_restricted_entry", "exo.Get-BlockedSenderAddress", ALEX),
     Step("review_inbox_rules", "exo.Get-InboxRule", ROB, approve=False),
     Step("review_mailbox_forwarding", "exo.Get-Mailbox", ROB, approve=False),
@@ -94,13 +95,11 @@ FAULTS: dict[str, tuple[str, Any]] = {
     ),
 }
 
-# Found by this matrix and reported (not fixed here: m365/graph.py, tasks/hand_over_credential.py).
-KNOWN_BUGS: dict[tuple[str, str], str] = {
-    ("hand_over_credential (tap)", "timeout"): (
-        "After a read timeout the TAP POST is re-sent; the first request still lands later and "
-        "its TAP replaces the stored one (one TAP per user), so the TAP handed over is not in force"
-    ),
-}
+# Bugs found by this matrix and not yet fixed: (step, fault kind) -> description. The cases are
+# strict xfails, so a fix makes them fail until the entry is removed. Empty: the one bug found
+# (a re-sent TAP POST whose late first request replaced the pass handed over) is fixed by
+# m365.transport's resend_ambiguous=False and playbook.reconcile.issue_tap.
+KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
 def _case(step: Step, fault: str) -> Any:
@@ -228,27 +227,41 @@ def write_doc() -> None:
         "",
         f"**{len(ROWS)} fault cases: {passed} pass, {len(ROWS) - passed} fail.**",
         "",
-        "## Known bugs found by the matrix (reported; the cases are strict xfails)",
+        "## Known bugs found by the matrix (the cases are strict xfails)",
         "",
-        *[
-            f"{i}. {step} x {kind}: {text}."
-            for i, ((step, kind), text) in enumerate(KNOWN_BUGS.items(), 1)
-        ],
+        *(
+            [
+                f"{i}. {step} x {kind}: {text}."
+                for i, ((step, kind), text) in enumerate(KNOWN_BUGS.items(), 1)
+            ]
+            or [
+                "None open. The matrix found one: after a read timeout the TAP POST was re-sent,",
+                "the first request still landed later and its pass replaced the one handed over.",
+                "Fixed: the transport never re-sends a TAP POST or `Remove-BlockedSenderAddress`",
+                "whose answer was lost (`OutcomeUnknownError`), and `playbook.reconcile` re-reads",
+                "state first (`tests/reliability/test_lost_answers.py`).",
+            ]
+        ),
         "",
         "## Notes",
         "",
-        "A re-sent `Remove-BlockedSenderAddress`: after a read timeout the client re-sends the",
-        "cmdlet without first re-reading the list (the API notes recommend re-checking with",
-        "`Get-BlockedSenderAddress`). The emulator answers the late duplicate with success for an",
-        "entry that is already being removed and counts the unblock once (*removals* 2, *unblock",
-        "count* 1). Whether Microsoft counts such a repeat against the unblock limit is",
-        "[UNCONFIRMED]; re-reading the list before re-sending would remove the question.",
+        "A lost TAP answer: the step waits up to one read timeout for the lost request to land",
+        "(a new method id in `GET .../temporaryAccessPassMethods`), issues a new pass, stores it,",
+        "and lists the methods again: the pass handed over must be the one in force, else it goes",
+        "another round (at most 3). Hence *TAPs* 2 in the timeout row, and *in force* yes.",
+        "",
+        "A lost `Remove-BlockedSenderAddress` answer: the step re-reads the list with",
+        "`Get-BlockedSenderAddress` before sending again, as the API notes advise. Microsoft keeps",
+        "an entry listed while it applies a removal (emulated: 2 s), so the re-read can still show",
+        "it and the cmdlet goes out again; the emulator answers that repeat with success for an",
+        "entry already being removed and counts the unblock once (*removals* 2, *unblock count*",
+        "1). Whether Microsoft counts such a repeat against the unblock limit is [UNCONFIRMED].",
         "",
         "Why a PATCH can appear twice: after a read timeout the client cannot know whether the",
         "reset landed, so it re-sends the same request. Both carry the password that was stored in",
         "the hand-over block *before* the first attempt, so the password in force and the one",
         "handed over are the same; only `lastPasswordChangeDateTime` moves. A re-sent",
-        "`revokeSignInSessions` only revokes again. The TAP POST is the exception (known bug 1).",
+        "`revokeSignInSessions` only revokes again.",
         "",
         "Faults that outlast every retry end the run `Failed` with the failed step and the error",
         "class in the state message and the report artifact (exercised with a persistent 503 on",
