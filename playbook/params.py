@@ -14,6 +14,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 
 # Addresses: ASCII only (rejects unicode look-alikes), no quotes, slashes, braces or brackets
 # (rejects OData/markdown/Jinja injection), one dot-separated domain with a TLD.
@@ -36,7 +37,7 @@ HANDOVER_BLOCK_PATTERN = (
 
 # Python's ``re`` (used by the server's JSON-schema validator) lets ``$`` match before a final
 # newline; this extra clause makes the schema refuse any CR/LF outright.
-NO_NEWLINE: dict[str, object] = {"not": {"pattern": "[\\r\\n]"}}
+NO_NEWLINE: JsonDict = {"not": {"pattern": "[\\r\\n]"}}
 
 HandoverMode = Literal["secret-block", "tap", "none"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.input import RunInput
 from pydantic import Field
 
-from .approval import APPROVER_PATTERN, SINGLE_LINE_TEXT
+from .approval import ApproverName, OneLineComment
 
 
 class PrivilegedResetApproval(RunInput):
@@ -16,15 +16,9 @@ class PrivilegedResetApproval(RunInput):
         description="Tick to let the playbook reset this admin account's password; leave "
         "unticked to stop the run before anything changes.",
     )
-    approver: str = Field(
-        min_length=1,
-        max_length=100,
-        pattern=APPROVER_PATTERN,
+    approver: ApproverName = Field(
         description="Your name or username. Must not be the person who requested the run.",
     )
-    comment: str = Field(
-        default="",
-        max_length=500,
-        pattern=SINGLE_LINE_TEXT,
-        description="Why (one line, recorded in the audit report).",
+    comment: OneLineComment = Field(
+        default="", description="Why (one line, recorded in the audit report)."
     )

@@ -26,11 +26,12 @@ from typing import Any, Literal
 
 from markupsafe import Markup
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic.config import JsonDict
 
 from m365.errors import AuthError, M365Error, ThrottledError
 from m365.models import RestrictedSender, RestrictionReason
 
-from .params import TICKET_PATTERN, TenantName, UnblockRequest
+from .params import NO_NEWLINE, PROFILE_PATTERN, TICKET_PATTERN, TenantName, UnblockRequest
 from .rendering import ENV, md_link
 
 Policy = Literal["report", "contain"]
@@ -50,6 +51,15 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _strict_tenant_keys(schema: JsonDict) -> None:
+    """pydantic puts the key pattern in ``patternProperties``, which refuses no other key; the
+    server must refuse a key that is not a profile name, as pydantic does."""
+    names = schema.setdefault("propertyNames", {})
+    if isinstance(names, dict):
+        names["pattern"] = PROFILE_PATTERN
+    schema["additionalProperties"] = False
+
+
 class SweepRequest(_Frozen):
     """Sweep the Restricted users list of some or all tenant profiles."""
 
@@ -67,6 +77,7 @@ class SweepRequest(_Frozen):
         default_factory=dict,
         description="Per-tenant overrides for this run, e.g. {'contoso': 'report'}; wins over "
         "'policy'.",
+        json_schema_extra=_strict_tenant_keys,
     )
     contain_first_seen: bool = Field(
         default=False,
@@ -87,6 +98,7 @@ class SweepRequest(_Frozen):
     ticket_prefix: str = Field(
         default="SWEEP",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,15}$",
+        json_schema_extra=NO_NEWLINE,
         description="Prefix of the ticket given to runs started by the sweep.",
     )
     exchange_concurrency_per_tenant: int = Field(
