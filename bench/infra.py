@@ -10,19 +10,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO
 
-REPO = Path(__file__).resolve().parent.parent
+from playbook.localstack import REPO, http_ok, prefect_server_argv, wait_for
 
 
 class BenchError(RuntimeError):
@@ -41,13 +38,6 @@ def install_signal_handlers() -> None:
     signal.signal(signal.SIGHUP, _interrupt)
     # Also when started in the background by a non-interactive shell, which ignores SIGINT.
     signal.signal(signal.SIGINT, signal.default_int_handler)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _children_map() -> dict[int, list[int]]:
@@ -140,18 +130,15 @@ class Processes:
 
 
 def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def up() -> bool:
         if proc.poll() is not None:
             raise BenchError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.3)
-    raise BenchError(f"{url} did not answer within {timeout:.0f} s")
+        return http_ok(url)
+
+    try:
+        wait_for(up, timeout, url)
+    except TimeoutError as exc:
+        raise BenchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -183,21 +170,7 @@ def start_prefect_server(procs: Processes, penv: PrefectEnv, logs: Path) -> floa
     """``prefect server start`` on 127.0.0.1:port (SQLite below PREFECT_HOME); returns the
     seconds until ``/api/health`` answered."""
     started = time.monotonic()
-    proc = procs.start(
-        [
-            sys.executable,
-            "-m",
-            "prefect",
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(penv.port),
-        ],
-        penv.environ(),
-        logs / "prefect-server.log",
-    )
+    proc = procs.start(prefect_server_argv(penv.port), penv.environ(), logs / "prefect-server.log")
     wait_http_ok(f"{penv.api_url}/health", 180, proc)
     return time.monotonic() - started
 

@@ -27,13 +27,13 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+from playbook.localstack import REPO, free_port
+
 from .infra import (
-    REPO,
     BenchError,
     PrefectEnv,
     Processes,
     apply_environ,
-    free_port,
     install_signal_handlers,
     log,
     start_prefect_server,

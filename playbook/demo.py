@@ -11,19 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+from .localstack import REPO, ManagedProcess, start_prefect_server
+
 DEMO_ACCOUNT = "rob@contoso.com"
 # Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
 APPROVAL_DESCRIPTION_KEY = "paused-approve-unblock-1-description"
@@ -67,86 +63,31 @@ def _log(message: str) -> None:
     print(f"[demo] {message}", file=sys.stderr, flush=True)
 
 
-def _wait_http_ok(url: str, timeout: float, proc: subprocess.Popen[Any]) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise DemoError(f"process exited with {proc.returncode} before {url} answered")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback http)
-                if resp.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.5)
-    raise DemoError(f"{url} did not answer within {timeout:.0f} s")
-
-
-@contextmanager
-def _process(
-    args: list[str], env: dict[str, str], log_path: Path, *, stdout: int | IO[str] | None = None
-) -> Iterator[subprocess.Popen[str]]:
-    log = log_path.open("a")
-    proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
-        args,
-        env=env,
-        cwd=REPO,
-        stdout=stdout if stdout is not None else log,
-        stderr=log,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5)
-        log.close()
-
-
 def start_server(stack: ExitStack, env: DemoEnv) -> None:
     _log(f"starting Prefect server on {env.ui_url} (SQLite in {env.state_dir / 'prefect'})")
-    proc = stack.enter_context(
-        _process(
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(env.port),
-            ],
-            env.environ(),
-            env.state_dir / "server.log",
+    try:
+        server = start_prefect_server(
+            env.port, env.environ(), env.state_dir / "server.log", timeout=120
         )
-    )
-    _wait_http_ok(f"{env.api_url}/health", 120, proc)
+    except (RuntimeError, TimeoutError) as exc:
+        raise DemoError(str(exc)) from None
+    stack.callback(server.stop)
 
 
 def start_emulator(stack: ExitStack, env: DemoEnv) -> dict[str, Any]:
     _log("starting the emulated tenant (demo seed)")
-    proc = stack.enter_context(
-        _process(
-            [sys.executable, "-m", "emulator", "--state-dir", str(env.state_dir / "emulator")],
-            env.environ(),
-            env.state_dir / "emulator.log",
-            stdout=subprocess.PIPE,
-        )
+    emulator = ManagedProcess(
+        "emulator",
+        [sys.executable, "-m", "emulator", "--state-dir", str(env.state_dir / "emulator")],
+        env.environ(),
+        env.state_dir / "emulator.log",
+        stdout_pipe=True,
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line:
-        raise DemoError(f"the emulator printed nothing; see {env.state_dir / 'emulator.log'}")
-    info: dict[str, Any] = json.loads(line)
-    return info
+    stack.enter_context(emulator)
+    try:
+        return emulator.read_json_line(60)
+    except (TimeoutError, ValueError):
+        raise DemoError(f"the emulator printed no launch line; see {emulator.log_path}") from None
 
 
 def save_tenant_block(info: dict[str, Any]) -> None:
@@ -171,11 +112,12 @@ def save_tenant_block(info: dict[str, Any]) -> None:
     ).save(DEMO_TENANT, overwrite=True)
 
 
-def start_serving(stack: ExitStack, env: DemoEnv) -> subprocess.Popen[str]:
+def start_serving(stack: ExitStack, env: DemoEnv) -> ManagedProcess:
     _log("serving the deployments (python -m flows.serve)")
-    return stack.enter_context(
-        _process([sys.executable, "-m", "flows.serve"], env.environ(), env.state_dir / "serve.log")
+    serve = ManagedProcess(
+        "serve", [sys.executable, "-m", "flows.serve"], env.environ(), env.state_dir / "serve.log"
     )
+    return stack.enter_context(serve)
 
 
 def _wait_for_deployment(name: str, timeout: float) -> None:
@@ -259,7 +201,6 @@ def start_sample_run(*, verification_delay_minutes: float) -> Any:
 
 def print_approval(run_id: Any) -> None:
     """Print what the approver sees above the form (the compromise evidence first)."""
-    import json
 
     from prefect import get_client
 
@@ -312,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.smoke:
                 print(f"\nApproval waiting: open {link} and press Resume.\n", flush=True)
                 _log("serving until Ctrl-C")
-                while serve.poll() is None:
+                while serve.alive():
                     time.sleep(1)
                 raise DemoError(f"the serve process exited with {serve.returncode}")
             from prefect.flow_runs import resume_flow_run

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,16 +18,18 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
+
+from playbook import localstack
+from playbook.localstack import LOOPBACK, ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PYTHON = sys.executable
 PREFECT = str(VENV_BIN / "prefect")
 ARTIFACTS = REPO / "artifacts"
-LOOPBACK = "127.0.0.1"
 UI_STATIC = Path(tempfile.gettempdir()) / "unblock-e2e-ui-static"
 
 # Variables a child must not inherit from the developer's shell or from the pytest session.
@@ -49,30 +49,12 @@ _SCRUB = (
 )
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((LOOPBACK, 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(
     predicate: Callable[[], Any], *, timeout: float, interval: float = 0.25, what: str = "condition"
 ) -> Any:
-    """Poll ``predicate`` until it returns something truthy; TimeoutError after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last_exc: BaseException | None = None
-    while time.monotonic() < deadline:
-        try:
-            value = predicate()
-        except (httpx.HTTPError, OSError) as exc:
-            last_exc = exc
-            value = None
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(
-        f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_exc})"
+    """``localstack.wait_for`` that counts HTTP errors as "not yet" (a server restarting)."""
+    return localstack.wait_for(
+        predicate, timeout, what, interval, tolerate=(httpx.HTTPError, OSError)
     )
 
 
@@ -90,90 +72,6 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
     )
     env.update(extra)
     return env
-
-
-@dataclass
-class ManagedProcess:
-    """A subprocess with its output in a log file; ``stop`` always ends it."""
-
-    name: str
-    argv: list[str]
-    env: dict[str, str]
-    log_path: Path
-    cwd: Path = REPO
-    stdout_pipe: bool = False
-    proc: subprocess.Popen[bytes] | None = None
-    _log: IO[bytes] | None = None
-
-    def start(self) -> ManagedProcess:
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self._log.write(f"\n===== start {self.name}: {' '.join(self.argv)}\n".encode())
-        self._log.flush()
-        self.proc = subprocess.Popen(
-            self.argv,
-            env=self.env,
-            cwd=self.cwd,
-            stdout=subprocess.PIPE if self.stdout_pipe else self._log,
-            stderr=self._log,
-            start_new_session=True,  # its own process group: signals reach its children too
-        )
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def read_json_line(self, timeout: float) -> dict[str, Any]:
-        """Read the first stdout line (as JSON) within ``timeout`` seconds."""
-        assert self.proc is not None and self.proc.stdout is not None
-        import selectors
-
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        buf = b""
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not self.alive():
-                raise TimeoutError(f"{self.name}: no JSON line on stdout (see {self.log_path})")
-            if sel.select(timeout=min(left, 0.5)):
-                chunk = os.read(self.proc.stdout.fileno(), 65536)
-                if not chunk:
-                    break
-                buf += chunk
-        sel.close()
-        line, _, _rest = buf.partition(b"\n")
-        return dict(json.loads(line))
-
-    def stop(self, term_timeout: float = 10.0) -> None:
-        """SIGTERM the process group, then SIGKILL if it is still there after ``term_timeout``."""
-        if self.proc is None:
-            return
-        try:
-            if self.proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.proc.pid, signal.SIGTERM)
-                try:
-                    self.proc.wait(timeout=term_timeout)
-                except subprocess.TimeoutExpired:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.killpg(self.proc.pid, signal.SIGKILL)
-                    self.proc.wait(timeout=10)
-            # Children that outlived the leader (e.g. flow-run subprocesses) go too.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-        finally:
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-            if self._log is not None:
-                self._log.write(f"===== stopped {self.name} rc={self.proc.returncode}\n".encode())
-                self._log.close()
-                self._log = None
 
 
 @dataclass

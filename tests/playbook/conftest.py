@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,8 +18,8 @@ os.environ["UNBLOCK_APPROVAL_POLL_SECONDS"] = "1"
 os.environ.setdefault("UNBLOCK_TASK_RETRIES", "3")
 
 from emulator import Emulator
+from playbook.localstack import ManagedProcess, wait_for
 
-REPO = Path(__file__).resolve().parents[2]
 TENANT = "contoso"
 
 
@@ -55,25 +54,14 @@ def served(api_url: str, tenant_block: str, prefect_home: Path) -> Iterator[Path
         "PREFECT_RUNNER_POLL_FREQUENCY": "1",
         "PREFECT_HOME": str(prefect_home),
     }
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "flows.serve", "--only", "unblock-user", "verify-unblock"],
-            cwd=REPO,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    argv = [sys.executable, "-m", "flows.serve", "--only", "unblock-user", "verify-unblock"]
+    serve = ManagedProcess("serve", argv, env, log).start()
     try:
         wait_for(lambda: _deployment_exists("verify-unblock/verify-unblock"), 120, "serve")
         wait_for(lambda: _deployment_exists("unblock-user/unblock-user"), 30, "serve")
         yield log
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        serve.stop(term_timeout=30)
 
 
 def _deployment_exists(name: str) -> bool:
@@ -86,16 +74,6 @@ def _deployment_exists(name: str) -> bool:
         except ObjectNotFound:
             return False
     return True
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
 @dataclass

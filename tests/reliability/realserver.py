@@ -9,42 +9,28 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from playbook.localstack import (
+    ManagedProcess,
+    free_port,
+    http_ok,
+    start_prefect_server,
+    wait_for,
+)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, every: float = 0.3) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+__all__ = ["RealServer", "real_server", "use_api", "wait_for"]
 
 
 @dataclass
 class RealServer:
     home: Path
     port: int
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, ManagedProcess] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -79,64 +65,24 @@ class RealServer:
     def log(self, name: str) -> Path:
         return self.home / f"{name}.log"
 
-    def start(self, name: str, args: list[str], **extra_env: str) -> subprocess.Popen[bytes]:
-        with self.log(name).open("ab") as out:
-            proc = subprocess.Popen(
-                args,
-                cwd=REPO,
-                env=self.env(**extra_env),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+    def start(self, name: str, args: list[str], **extra_env: str) -> ManagedProcess:
+        proc = ManagedProcess(name, args, self.env(**extra_env), self.log(name)).start()
         self.procs[name] = proc
         return proc
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         """Signal the process group of ``name`` (the process and every child it started)."""
-        proc = self.procs.pop(name)
-        if proc.poll() is None:
-            with suppress(ProcessLookupError):
-                os.killpg(proc.pid, sig)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        self.procs.pop(name).kill(sig)
 
     def stop_all(self) -> None:
         for name in list(self.procs):
             self.kill(name, signal.SIGTERM if name == "server" else signal.SIGKILL)
 
     def healthy(self) -> bool:
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as resp:
-                return bool(resp.status == 200)
-        except (urllib.error.URLError, OSError):
-            return False
+        return http_ok(f"{self.api_url}/health")
 
     def start_server(self) -> None:
-        proc = self.start(
-            "server",
-            [
-                sys.executable,
-                "-m",
-                "prefect",
-                "server",
-                "start",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-            ],
-        )
-
-        def up() -> bool:
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log('server').read_text()[-2000:]}")
-            return self.healthy()
-
-        wait_for(up, 180, "prefect server", every=0.5)
+        self.procs["server"] = start_prefect_server(self.port, self.env(), self.log("server"))
 
     def start_serve(self, *only: str, name: str = "serve", **extra_env: str) -> None:
         args = [sys.executable, "-m", "flows.serve"]

@@ -1,0 +1,230 @@
+"""Plumbing of the local stack, shared by the demo, the benchmarks and the tests.
+
+Everything binds 127.0.0.1. A child process gets its own session, so one signal reaches it and the
+children it starts (flow-run processes of ``flows.serve``); its output goes to a log file the
+caller keeps. Standard library only: the demo imports it before Prefect is configured.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import selectors
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((LOOPBACK, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(
+    predicate: Callable[[], Any],
+    timeout: float,
+    what: str = "condition",
+    every: float = 0.3,
+    *,
+    tolerate: tuple[type[BaseException], ...] = (),
+) -> Any:
+    """Poll ``predicate`` until it returns something truthy and return that; ``TimeoutError``
+    after ``timeout`` s. Exceptions of the ``tolerate`` types count as "not yet"."""
+    deadline = time.monotonic() + timeout
+    last: BaseException | None = None
+    while True:
+        try:
+            value = predicate()
+        except tolerate as exc:
+            last, value = exc, None
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            detail = f" (last error: {last})" if last else ""
+            raise TimeoutError(f"timed out after {timeout:g}s waiting for {what}{detail}")
+        time.sleep(every)
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` (plain http on the loopback) answers 200 within 2 s."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (loopback http)
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def prefect_server_argv(port: int) -> list[str]:
+    """``prefect server start`` on the loopback (its database follows PREFECT_HOME or the
+    connection URL in the environment)."""
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+    ]
+
+
+class ManagedProcess:
+    """A child in its own session, its output appended to ``log_path``; ``stop`` always ends it.
+
+    Use as a context manager, or call ``start`` and ``stop``.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        argv: Sequence[str],
+        env: Mapping[str, str],
+        log_path: Path,
+        *,
+        cwd: Path = REPO,
+        stdout_pipe: bool = False,
+        stdin: int | None = None,
+    ) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.env = dict(env)
+        self.log_path = log_path
+        self.cwd = cwd
+        self.stdout_pipe = stdout_pipe
+        self.stdin = stdin
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self) -> Self:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._log = self.log_path.open("ab")
+        self._log.write(f"\n===== start {self.name}: {' '.join(self.argv)}\n".encode())
+        self._log.flush()
+        self.proc = subprocess.Popen(  # noqa: S603 (fixed argv, no shell)
+            self.argv,
+            env=self.env,
+            cwd=self.cwd,
+            stdin=self.stdin if self.stdin is not None else subprocess.DEVNULL,
+            stdout=subprocess.PIPE if self.stdout_pipe else self._log,
+            stderr=self._log,
+            start_new_session=True,
+        )
+        return self
+
+    def __enter__(self) -> Self:
+        return self.start() if self.proc is None else self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None, f"{self.name} was not started"
+        return self.proc.pid
+
+    @property
+    def returncode(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def read_json_line(self, timeout: float) -> dict[str, Any]:
+        """The first stdout line, parsed as JSON (``stdout_pipe=True``)."""
+        assert self.proc is not None and self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        buf = b""
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            while b"\n" not in buf:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self.alive():
+                    raise TimeoutError(f"{self.name}: no JSON line on stdout (see {self.log_path})")
+                if sel.select(timeout=min(left, 0.5)):
+                    chunk = os.read(self.proc.stdout.fileno(), 65536)
+                    if not chunk:
+                        break
+                    buf += chunk
+        line = buf.partition(b"\n")[0]
+        return dict(json.loads(line))
+
+    def kill(self, sig: int = signal.SIGKILL, timeout: float = 20.0) -> None:
+        """Send ``sig`` to the whole session and wait for the leader (SIGKILL if it lingers)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self._signal_group(sig)
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+    def stop(self, term_timeout: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``term_timeout``; children that outlive the leader go too.
+        Safe to call twice."""
+        if self.proc is None:
+            return
+        try:
+            self.kill(signal.SIGTERM, term_timeout)
+            self._signal_group(signal.SIGKILL)
+        finally:
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            if self._log is not None:
+                self._log.write(f"===== stopped {self.name} rc={self.proc.returncode}\n".encode())
+                self._log.close()
+                self._log = None
+
+    def _signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, sig)
+
+
+def start_prefect_server(
+    port: int, env: Mapping[str, str], log_path: Path, *, timeout: float = 180.0
+) -> ManagedProcess:
+    """Start ``prefect server start`` and wait for ``/api/health``; the process is stopped again
+    when it does not come up."""
+    server = ManagedProcess("prefect-server", prefect_server_argv(port), env, log_path).start()
+
+    def healthy() -> bool:
+        if not server.alive():
+            raise RuntimeError(
+                f"prefect server exited with {server.returncode}: {server.log_tail()}"
+            )
+        return http_ok(f"http://{LOOPBACK}:{port}/api/health")
+
+    try:
+        wait_for(healthy, timeout=timeout, what="prefect server /api/health", every=0.3)
+    except BaseException:
+        server.stop()
+        raise
+    return server
