@@ -64,21 +64,29 @@ class Core:
         if decision.latency > 0:
             time.sleep(decision.latency)
         fault = decision.rule
-        if fault is not None:
+        if fault is not None and fault.kind != "drop_after":
             response = self._fault_response(req, call, fault)
         else:
-            try:
-                response = handler()
-            except Exception:  # a bug must still answer 500 and be logged
-                log.exception("handler failed for %s %s", req.method, req.path)
-                response = json_response(
-                    500, {"error": {"code": "InternalServerError", "message": "emulator error"}}
-                )
+            response = self._handle(req, handler)
         response.headers.setdefault("request-id", call.request_id)
         if req.header("client-request-id"):
             response.headers.setdefault("client-request-id", str(req.header("client-request-id")))
+        if fault is not None and fault.kind == "drop_after":
+            # Applied, then the answer is lost: the log keeps the status the handler gave.
+            self._record(req, call, response, decision.names)
+            return Response(0, drop=True)
         self._record(req, call, response, decision.names)
         return response
+
+    @staticmethod
+    def _handle(req: Request, handler: Callable[[], Response]) -> Response:
+        try:
+            return handler()
+        except Exception:  # a bug must still answer 500 and be logged
+            log.exception("handler failed for %s %s", req.method, req.path)
+            return json_response(
+                500, {"error": {"code": "InternalServerError", "message": "emulator error"}}
+            )
 
     def _record(self, req: Request, call: Call, response: Response, faults: list[str]) -> None:
         self.log.append(

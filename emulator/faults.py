@@ -1,4 +1,8 @@
-"""Fault injection per endpoint: 429, 503, latency, dropped connections and expired tokens."""
+"""Fault injection per endpoint: 429, 503, latency, dropped connections and expired tokens.
+
+``drop`` closes the connection before the request is handled (nothing happened); ``drop_after``
+handles it first and then closes the connection (the write happened, the answer is lost).
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-FaultKind = Literal["429", "503", "latency", "drop", "expired_token"]
-FAULT_KINDS: tuple[str, ...] = ("429", "503", "latency", "drop", "expired_token")
+FaultKind = Literal["429", "503", "latency", "drop", "drop_after", "expired_token"]
+FAULT_KINDS: tuple[str, ...] = ("429", "503", "latency", "drop", "drop_after", "expired_token")
 
 ENDPOINTS: tuple[str, ...] = (
     "token",

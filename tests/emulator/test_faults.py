@@ -1,4 +1,4 @@
-"""Fault injection (429, 503, drop, latency, expired token) and the admin API over HTTPS."""
+"""Fault injection (429, 503, drop, drop_after, latency, expired token) and the admin API."""
 
 from __future__ import annotations
 
@@ -56,6 +56,19 @@ def test_dropped_connection(graph: Call, emulator: Emulator) -> None:
         graph("GET", "/users/rob@contoso.com")
     assert graph("GET", "/users/rob@contoso.com").status_code == 200
     assert emulator.requests[-2].status == 0 and emulator.requests[-2].fault == "drop"
+
+
+def test_drop_after_applies_the_write_and_loses_the_answer(exo: Call, emulator: Emulator) -> None:
+    emulator.faults.add(endpoint="exo.Remove-BlockedSenderAddress", kind="drop_after", count=1)
+    with pytest.raises(requests.ConnectionError):
+        exo("Remove-BlockedSenderAddress", {"SenderAddress": "rob@contoso.com"})
+    assert emulator.state.unblock_count("contoso", "rob@contoso.com") == 1  # it happened
+    (write,) = emulator.writes()
+    assert (write.status, write.fault) == (200, "drop_after")
+    emulator.faults.add(endpoint="exo.Get-BlockedSenderAddress", kind="drop", count=1)
+    with pytest.raises(requests.ConnectionError):
+        exo("Get-BlockedSenderAddress")
+    assert emulator.requests[-1].status == 0  # a plain drop: nothing was handled
 
 
 def test_latency_fault_and_global_latency(graph: Call, emulator: Emulator) -> None:

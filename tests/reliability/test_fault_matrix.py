@@ -82,6 +82,10 @@ FAULTS: dict[str, tuple[str, Any]] = {
         lambda ep: [{"endpoint": ep, "kind": "latency", "seconds": READ_TIMEOUT + 1.0, "count": 1}],
     ),
     "connection reset": ("reset", lambda ep: [{"endpoint": ep, "kind": "drop", "count": 1}]),
+    "connection reset after the request was applied": (
+        "reset-after",
+        lambda ep: [{"endpoint": ep, "kind": "drop_after", "count": 1}],
+    ),
     "token endpoint 503 (x2) on re-authentication": (
         "token-5xx",
         lambda ep: [
@@ -180,8 +184,8 @@ def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None
     assert row["resets"] >= 1 and row["revokes"] >= 1
     if step.handover == "tap":
         assert row["taps"] >= 1
-    # Only an ambiguous timeout of the PATCH itself may re-send it (same password, see above).
-    if not (kind == "timeout" and step.endpoint == "graph.update_user"):
+    # Only a lost answer to the PATCH itself may re-send it (same password, see above).
+    if not (kind in ("timeout", "reset-after") and step.endpoint == "graph.update_user"):
         assert row["resets"] == 1
     row["result"] = "pass"
 
@@ -197,7 +201,10 @@ def write_doc() -> None:
         "the endpoint of one step. Transient faults are retried by the client's retry policy",
         "(`m365.retry.RetryPolicy`, Retry-After honoured) and, beyond it, by the task's retries;",
         f"the timeout case uses the tenant profile's `read_timeout` = {READ_TIMEOUT:g} s and an",
-        f"emulator latency of {READ_TIMEOUT + 1:g} s. Steps before the approval use an account",
+        f"emulator latency of {READ_TIMEOUT + 1:g} s. *Connection reset* closes the connection",
+        "before the emulator handles the request; *after the request was applied* handles it",
+        "first, so a write has happened and only its answer is lost. Steps before the approval",
+        "use an account",
         "that is not restricted (the run ends `NotRestricted`); the evidence steps use a",
         "restricted account whose unblock is rejected (`Rejected`); `unblock_sender` and",
         "`confirm_unblock` use a restricted account that is approved (`Unblocked`).",
@@ -248,7 +255,8 @@ def write_doc() -> None:
         "A lost TAP answer: the step waits up to one read timeout for the lost request to land",
         "(a new method id in `GET .../temporaryAccessPassMethods`), issues a new pass, stores it,",
         "and lists the methods again: the pass handed over must be the one in force, else it goes",
-        "another round (at most 3). Hence *TAPs* 2 in the timeout row, and *in force* yes.",
+        "another round (at most 3). Hence *TAPs* 2 in the timeout and reset-after rows, and",
+        "*in force* yes.",
         "",
         "A lost `Remove-BlockedSenderAddress` answer: the step re-reads the list with",
         "`Get-BlockedSenderAddress` before sending again, as the API notes advise. Microsoft keeps",
@@ -257,8 +265,9 @@ def write_doc() -> None:
         "entry already being removed and counts the unblock once (*removals* 2, *unblock count*",
         "1). Whether Microsoft counts such a repeat against the unblock limit is [UNCONFIRMED].",
         "",
-        "Why a PATCH can appear twice: after a read timeout the client cannot know whether the",
-        "reset landed, so it re-sends the same request. Both carry the password that was stored in",
+        "Why a PATCH can appear twice: after a read timeout, or a connection reset once the",
+        "request was applied, the client cannot know whether the reset landed, so it re-sends",
+        "the same request. Both carry the password that was stored in",
         "the hand-over block *before* the first attempt, so the password in force and the one",
         "handed over are the same; only `lastPasswordChangeDateTime` moves. A re-sent",
         "`revokeSignInSessions` only revokes again.",

@@ -1,8 +1,9 @@
 """Writes whose answer is lost: the transport does not re-send them, playbook.reconcile re-reads.
 
-A latency fault longer than the client's read timeout is the realistic case: the client gives up,
-the emulator still applies the request afterwards. A dropped connection never reaches the
-handler. No Prefect here: the clients and the reconcile functions run against the emulator.
+Three ways to lose an answer, all from the emulator: a latency fault longer than the client's
+read timeout (the client gives up, the request lands afterwards), ``drop`` (the connection closes
+before the request is handled) and ``drop_after`` (handled, then the connection closes). No
+Prefect here: the clients and the reconcile functions run against the emulator.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import time
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from emulator import Emulator
 from m365 import M365Clients, build_clients
@@ -94,6 +96,18 @@ def test_remove_is_not_resent_after_a_dropped_connection(
     assert emulator.state.unblock_count(TENANT, ROB) == 0
 
 
+def test_password_patch_applied_then_dropped_is_resent_with_the_same_value(
+    clients: M365Clients, emulator: Emulator
+) -> None:
+    """The PATCH is the write whose repetition is harmless: it is re-sent, same password."""
+    emulator.faults.add(endpoint="graph.update_user", kind="drop_after", count=1)
+    user = emulator.state.user(TENANT, ALEX)
+    clients.graph.reset_password(user.id, SecretStr("Lost-Answer-Pass-1234!"))
+    assert [r.status for r in _answered(emulator, "graph.update_user")] == [204, 204]
+    assert user.password_resets == 2
+    assert emulator.state.password_matches(user, "Lost-Answer-Pass-1234!")
+
+
 def test_definite_failures_of_the_same_writes_are_still_retried(
     clients: M365Clients, emulator: Emulator
 ) -> None:
@@ -164,6 +178,17 @@ def test_tap_after_a_dropped_connection_is_issued_again(
     assert emulator.state.user(TENANT, ALEX).taps_created == 1  # the dropped one never landed
 
 
+def test_tap_created_then_dropped_is_replaced_by_a_confirmed_one(
+    clients: M365Clients, emulator: Emulator
+) -> None:
+    emulator.faults.add(endpoint="graph.create_tap", kind="drop_after", count=1)
+    store = Store()
+    issued = _issue(clients, store)
+    assert issued.rounds == 2 and len(store.stored) == 1
+    assert emulator.state.user(TENANT, ALEX).taps_created == 2  # the lost one did land
+    assert emulator.state.tap_matches(ALEX, store.stored[-1], TENANT)
+
+
 def test_tap_replaced_after_it_was_stored_is_issued_again(
     clients: M365Clients, emulator: Emulator
 ) -> None:
@@ -214,6 +239,17 @@ def test_removal_whose_answer_was_lost_is_found_done_by_the_re_read(
     assert len(_answered(emulator, "exo.Remove-BlockedSenderAddress")) == 1
     assert emulator.state.unblock_count(TENANT, ROB) == 1
     assert ROB not in emulator.state.restricted_addresses(TENANT)
+
+
+def test_removal_applied_then_dropped_is_not_sent_again(
+    clients: M365Clients, emulator: Emulator
+) -> None:
+    emulator.state.update_settings(TENANT, removal_delay_seconds=0)
+    emulator.faults.add(endpoint="exo.Remove-BlockedSenderAddress", kind="drop_after", count=1)
+    removal = remove_entry(clients.exchange, ROB, "ticket INC-1")
+    assert removal.already_removed and removal.rounds == 1
+    assert len(_answered(emulator, "exo.Remove-BlockedSenderAddress")) == 1
+    assert emulator.state.unblock_count(TENANT, ROB) == 1
 
 
 def test_removal_still_listed_after_a_lost_answer_is_sent_again_and_counted_once(
