@@ -1,5 +1,6 @@
 """A real ``prefect server start`` (SQLite in its own PREFECT_HOME) and a ``python -m flows.serve``
-process against it, for the tests that must kill processes or read the database file.
+process against it, for the tests that must kill processes or read the database file
+(``served_stack`` adds the demo tenant and its profile).
 
 Processes get their own session (``start_new_session``) so a test can SIGKILL exactly them and
 their children; output goes to log files the leak scan reads.
@@ -10,11 +11,14 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from emulator import Emulator, demo_seed_path, load_seed
 from playbook.localstack import (
     ManagedProcess,
     free_port,
@@ -23,7 +27,17 @@ from playbook.localstack import (
     wait_for,
 )
 
-__all__ = ["RealServer", "real_server", "use_api", "wait_for"]
+__all__ = [
+    "RealServer",
+    "deployment",
+    "real_server",
+    "serve_and_wait",
+    "served_stack",
+    "use_api",
+    "wait_for",
+]
+
+ALL_FLOWS = ("unblock-user", "verify-unblock", "restricted-sweep", "check-tenant")
 
 
 @dataclass
@@ -108,3 +122,39 @@ def use_api(url: str) -> Iterator[None]:
 
     with temporary_settings(updates={PREFECT_API_URL: url}):
         yield
+
+
+def deployment(name: str) -> Any:
+    """The deployment ``flow/deployment`` on the current API, or None."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(name)
+        except ObjectNotFound:
+            return None
+
+
+def serve_and_wait(server: RealServer, *flows: str) -> None:
+    """``flows.serve`` (all four deployments, or ``flows``), once they are registered."""
+    server.start_serve(*flows, name="serve")
+    for flow in flows or ALL_FLOWS:
+        wait_for(lambda f=flow: deployment(f"{f}/{f}"), 120, f"deployment {flow}")
+
+
+@contextmanager
+def served_stack(prefix: str, *flows: str) -> Iterator[tuple[RealServer, Emulator]]:
+    """The demo tenant, a real server with the 'contoso' profile, and ``flows.serve``."""
+    emu = Emulator(load_seed(demo_seed_path()))
+    emu.start()
+    try:
+        with real_server(Path(tempfile.mkdtemp(prefix=prefix))) as server, use_api(server.api_url):
+            from playbook.blocks import M365Tenant, register_blocks
+
+            register_blocks()
+            M365Tenant.from_config(emu.tenant_config("contoso")).save("contoso", overwrite=True)
+            serve_and_wait(server, *flows)
+            yield server, emu
+    finally:
+        emu.stop()

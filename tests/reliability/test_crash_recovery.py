@@ -19,54 +19,29 @@ from __future__ import annotations
 
 import os
 import signal
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from emulator import Emulator, demo_seed_path, load_seed
+from emulator import Emulator
 
 from ..security.leakscan import child_pids
-from .realserver import RealServer, real_server, use_api, wait_for
+from .realserver import RealServer, serve_and_wait, served_stack, use_api, wait_for
 
 ROB = "rob@contoso.com"
+SERVED = ("unblock-user", "verify-unblock")
 pytestmark = pytest.mark.timeout(400)
 
 
 @pytest.fixture(scope="module")
 def crash_env() -> Iterator[tuple[RealServer, Emulator]]:
-    home = Path(tempfile.mkdtemp(prefix="unblock-crash-"))
-    emu = Emulator(load_seed(demo_seed_path()))
-    emu.start()
-    try:
-        with real_server(home) as server, use_api(server.api_url):
-            from playbook.blocks import M365Tenant, register_blocks
-
-            register_blocks()
-            M365Tenant.from_config(emu.tenant_config("contoso")).save("contoso", overwrite=True)
-            start_worker(server)
-            yield server, emu
-    finally:
-        emu.stop()
+    with served_stack("unblock-crash-", *SERVED) as env:
+        yield env
 
 
 def start_worker(server: RealServer) -> None:
-    server.start_serve("unblock-user", "verify-unblock", name="serve")
-    wait_for(lambda: _deployment("unblock-user/unblock-user"), 120, "served deployments")
-    wait_for(lambda: _deployment("verify-unblock/verify-unblock"), 60, "served deployments")
-
-
-def _deployment(name: str) -> Any:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            return None
+    serve_and_wait(server, *SERVED)
 
 
 def run_deployment_now(**request: Any) -> Any:

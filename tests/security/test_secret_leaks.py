@@ -14,16 +14,14 @@ processes (scanned while a run is paused, so its process is alive).
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from emulator import Emulator, demo_seed_path, load_seed
+from emulator import Emulator
 
-from ..reliability.realserver import RealServer, real_server, use_api, wait_for
+from ..reliability.realserver import RealServer, served_stack, wait_for
 from .leakscan import Scanner, child_pids
 
 pytestmark = pytest.mark.timeout(400)
@@ -32,32 +30,8 @@ FOUND: dict[str, Any] = {}
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[RealServer, Emulator]]:
-    home = Path(tempfile.mkdtemp(prefix="unblock-leaks-"))
-    emu = Emulator(load_seed(demo_seed_path()))
-    emu.start()
-    try:
-        with real_server(home) as server, use_api(server.api_url):
-            from playbook.blocks import M365Tenant, register_blocks
-
-            register_blocks()
-            M365Tenant.from_config(emu.tenant_config("contoso")).save("contoso", overwrite=True)
-            server.start_serve(name="serve")
-            for name in ("unblock-user", "verify-unblock", "restricted-sweep", "check-tenant"):
-                wait_for(lambda n=name: _deployment(f"{n}/{n}"), 120, f"deployment {name}")
-            yield server, emu
-    finally:
-        emu.stop()
-
-
-def _deployment(name: str) -> Any:
-    from prefect.client.orchestration import get_client
-    from prefect.exceptions import ObjectNotFound
-
-    with get_client(sync_client=True) as client:
-        try:
-            return client.read_deployment_by_name(name)
-        except ObjectNotFound:
-            return None
+    with served_stack("unblock-leaks-") as env:
+        yield env
 
 
 def _run(deployment: str, parameters: dict[str, Any]) -> Any:
