@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test check lint typecheck demo smoke bench e2e-deps clean
+.PHONY: setup test check lint typecheck demo smoke bench e2e-deps fault-matrix clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -32,6 +32,10 @@ demo: setup
 
 smoke: setup
 	$(BIN)/python -m playbook.demo --smoke
+
+# Regenerates docs/fault-matrix.md (tests alone only compare it, they never write it).
+fault-matrix: setup
+	UNBLOCK_WRITE_FAULT_MATRIX=1 $(BIN)/pytest -q tests/reliability/test_fault_matrix.py
 
 bench: setup
 	$(BIN)/python -m bench.run
