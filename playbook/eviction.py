@@ -805,9 +805,8 @@ def key_findings(ev: EvictionEvidence) -> tuple[str, ...]:
                 + "."
             )
         if ev.sign_ins.new_ips:
-            lines.append(
-                f"{_n(len(ev.sign_ins.new_ips), 'IP address')} not seen before (see the evidence)."
-            )
+            count = _n(len(ev.sign_ins.new_ips), "IP address", "IP addresses")
+            lines.append(f"{count} not seen before (see the evidence).")
     for g in ev.grants.flagged:
         when = f", consented on {_day(g.consented)}" if g.consented else ""
         lines.append(f"App with mail access: {g.app} ({', '.join(g.mail_scopes)}){when}.")

@@ -451,6 +451,7 @@ def test_key_findings_carry_no_ip_address_or_subject() -> None:
     text = "\n".join(lines)
     assert 'Microsoft Authenticator "Galaxy"' in text
     assert "country not seen before: NG" in text
+    assert "1 IP address not seen before" in text
     assert "Mail Sync Pro (Mail.Send)" in text
     assert "Full Access delegate outside the organisation: jo@fabrikam.com" in text
     assert "Sent 31 messages to 51 recipients (98% external)" in text
