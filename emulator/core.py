@@ -60,12 +60,12 @@ class Core:
             time.sleep(self.latency)
         call = Call(client_request_id=req.header("client-request-id"))
         handler = self._route(req, call)
-        decision = self.faults.decide(call.endpoint)
+        decision = self.faults.decide(call.endpoint, key=f"{call.tenant}|{call.app}")
         if decision.latency > 0:
             time.sleep(decision.latency)
         fault = decision.rule
         if fault is not None and fault.kind != "drop_after":
-            response = self._fault_response(req, call, fault)
+            response = self._fault_response(req, call, fault, decision.retry_after)
         else:
             response = self._handle(req, handler)
         response.headers.setdefault("request-id", call.request_id)
@@ -155,13 +155,19 @@ class Core:
 
     # ---- faults -------------------------------------------------------------------------
 
-    def _fault_response(self, req: Request, call: Call, fault: FaultRule) -> Response:
+    def _fault_response(
+        self, req: Request, call: Call, fault: FaultRule, computed_wait: float | None = None
+    ) -> Response:
         headers: dict[str, str] = {}
-        if fault.retry_after is not None:
-            headers["Retry-After"] = format_retry_after(fault.retry_after)
+        wait_given = computed_wait if computed_wait is not None else fault.retry_after
+        if wait_given is not None and fault.body != "message":
+            headers["Retry-After"] = format_retry_after(round(wait_given, 3))
         if fault.kind == "drop":
             return Response(0, drop=True)
         family = call.endpoint.split(".", 1)[0]
+        if fault.kind == "expired_token" and family == "exo" and fault.body == "empty":
+            # Exchange may answer 401 with no body; the reason is only in the headers.
+            return Response(401, b"", {**exchange.WWW_AUTHENTICATE, **exchange.DIAGNOSTICS})
         if fault.kind == "expired_token":
             if family == "token":
                 return identity.aad_error(
@@ -180,8 +186,21 @@ class Core:
                 call,
                 headers=graph.WWW_AUTHENTICATE,
             )
-        if fault.kind == "429":
-            wait = fault.retry_after if fault.retry_after is not None else 1
+        if fault.kind in ("429", "rate_limit"):
+            wait = wait_given if wait_given is not None else 1
+            if fault.body == "message" and family == "exo":
+                return json_response(
+                    429,
+                    {
+                        "error": {
+                            "code": "TooManyRequests",
+                            "message": (
+                                "Too many requests for this tenant. Retry after "
+                                f"{format_retry_after(wait)} seconds."
+                            ),
+                        }
+                    },
+                )
             if fault.body == "text":
                 text = EXO_THROTTLE_TEXT if family == "exo" else "Too Many Requests"
                 return text_response(429, text, headers)
@@ -260,7 +279,17 @@ class Core:
     # ---- helpers for the admin API --------------------------------------------------------
 
     def add_fault(self, spec: dict[str, Any]) -> FaultRule:
-        allowed = {"endpoint", "kind", "count", "rate", "retry_after", "seconds", "body"}
+        allowed = {
+            "endpoint",
+            "kind",
+            "count",
+            "rate",
+            "retry_after",
+            "seconds",
+            "body",
+            "limit",
+            "window",
+        }
         unknown = set(spec) - allowed
         if unknown:
             raise ValueError(f"unknown fault fields: {sorted(unknown)}")

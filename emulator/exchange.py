@@ -8,12 +8,12 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
 from .seed import ROLE_TEMPLATES
-from .state import TenantState, UserRecord, utcnow
+from .state import PermissionRecord, TenantState, TraceRow, UserRecord, utcnow
 from .tokens import EXCHANGE_RESOURCE, TokenRejected
 from .wire import ODATA_JSON, Call, Request, Response, exo_datetime, json_response
 
@@ -51,6 +51,13 @@ WWW_AUTHENTICATE = {
         'error="invalid_token"'
     )
 }
+# Exchange's own diagnostic header on a refused token [UNCONFIRMED code and wording].
+DIAGNOSTICS = {
+    "x-ms-diagnostics": (
+        '2000001;reason="The access token has expired. Acquire a new token.";'
+        'error_category="invalid_token"'
+    )
+}
 
 
 @dataclass(frozen=True)
@@ -81,12 +88,75 @@ CMDLETS: dict[str, CmdletSpec] = {
         ("Identity", "Mailbox"),
     ),
     "Set-Mailbox": CmdletSpec(
-        ("Identity", "ForwardingSmtpAddress", "ForwardingAddress", "DeliverToMailboxAndForward"),
+        (
+            "Identity",
+            "ForwardingSmtpAddress",
+            "ForwardingAddress",
+            "DeliverToMailboxAndForward",
+            "GrantSendOnBehalfTo",
+        ),
         ("Identity",),
         True,
-        ("Identity", "ForwardingSmtpAddress", "ForwardingAddress", "DeliverToMailboxAndForward"),
+        (
+            "Identity",
+            "ForwardingSmtpAddress",
+            "ForwardingAddress",
+            "DeliverToMailboxAndForward",
+            "GrantSendOnBehalfTo",
+        ),
+    ),
+    "Get-MailboxPermission": CmdletSpec(
+        ("Identity", "User", "ResultSize"), ("Identity",), False, ("Identity", "User")
+    ),
+    "Get-RecipientPermission": CmdletSpec(
+        ("Identity", "Trustee", "AccessRights", "ResultSize"),
+        (),
+        False,
+        ("Identity", "Trustee", "AccessRights"),
+    ),
+    "Remove-MailboxPermission": CmdletSpec(
+        ("Identity", "User", "AccessRights", "InheritanceType", "Deny", "BypassMasterAccountSid"),
+        ("Identity", "User", "AccessRights"),
+        True,
+        ("Identity", "User", "AccessRights", "InheritanceType"),
+    ),
+    "Remove-RecipientPermission": CmdletSpec(
+        ("Identity", "Trustee", "AccessRights", "Deny"),
+        ("Identity", "Trustee", "AccessRights"),
+        True,
+        ("Identity", "Trustee", "AccessRights"),
+    ),
+    # Recipient addresses and subjects are personal data: not in the request log.
+    "Get-MessageTraceV2": CmdletSpec(
+        (
+            "SenderAddress",
+            "RecipientAddress",
+            "StartDate",
+            "EndDate",
+            "ResultSize",
+            "Status",
+            "MessageId",
+            "MessageTraceId",
+            "FromIP",
+            "ToIP",
+            "Subject",
+            "SubjectFilterType",
+            "StartingRecipientAddress",
+        ),
+        (),
+        False,
+        ("SenderAddress", "StartDate", "EndDate", "ResultSize", "Status"),
     ),
 }
+# Get-MessageTraceV2 (learn.microsoft.com): no paging; ResultSize rows per query, at most 10 days
+# per query, the last 90 days searchable, the last 48 hours without dates.
+UNPAGED = frozenset({"Get-MessageTraceV2"})
+TRACE_MAX_SPAN = timedelta(days=10)
+TRACE_SEARCHABLE = timedelta(days=90)
+TRACE_DEFAULT_SPAN = timedelta(hours=48)
+TRACE_DEFAULT_SIZE = 1000
+TRACE_MAX_SIZE = 5000
+SELF = "NT AUTHORITY\\SELF"
 _CANON = {name.lower(): name for name in CMDLETS}
 _SMTP = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _DOMAINS = "EUR05PR10MB1234.eurprd05.prod.outlook.com"
@@ -342,11 +412,29 @@ def _authorized(
         result = _run(core, ts, name, args)
     if isinstance(result, Response):
         return result
-    return _page(req, tenant_key, result, ts.settings.page_size)
+    items = result.items if isinstance(result, Warned) else result
+    warnings = result.warnings if isinstance(result, Warned) else []
+    if name in UNPAGED:  # one answer, whatever Prefer says
+        return _page(req, tenant_key, items, len(items) or 1, warnings, unpaged=True)
+    return _page(req, tenant_key, items, ts.settings.page_size, warnings)
+
+
+@dataclass(frozen=True)
+class Warned:
+    """A cmdlet result that also carries ``@adminapi.warnings`` (e.g. nothing to remove)."""
+
+    items: list[dict[str, Any]]
+    warnings: list[str]
 
 
 def _page(
-    req: Request, tenant_key: str, items: list[dict[str, Any]], default_size: int
+    req: Request,
+    tenant_key: str,
+    items: list[dict[str, Any]],
+    default_size: int,
+    warnings: list[str] | None = None,
+    *,
+    unpaged: bool = False,
 ) -> Response:
     select = req.query.get("$select")
     if select:
@@ -355,13 +443,13 @@ def _page(
             {k: v for k, v in item.items() if k.split("@", 1)[0].lower() in wanted}
             for item in items
         ]
-    size = _page_size(req, default_size)
+    size = default_size if unpaged else _page_size(req, default_size)
     offset = _decode_skiptoken(req.query.get("$skiptoken"))
     page = items[offset : offset + size]
     body: dict[str, Any] = {
         "@odata.context": _context(req, tenant_key),
         "adminapi.warnings@odata.type": "#Collection(String)",
-        "@adminapi.warnings": [],
+        "@adminapi.warnings": list(warnings or ()),
         "value": page,
     }
     if offset + size < len(items):
@@ -410,7 +498,7 @@ def _truthy(value: Any) -> bool:
 
 def _run(
     core: Core, ts: TenantState, name: str, args: dict[str, Any]
-) -> list[dict[str, Any]] | Response:
+) -> list[dict[str, Any]] | Warned | Response:
     if name == "Get-BlockedSenderAddress":
         return _get_blocked(ts, args.get("SenderAddress"))
     if name == "Remove-BlockedSenderAddress":
@@ -428,6 +516,16 @@ def _run(
         return _disable_inbox_rule(ts, str(args["Identity"]), args.get("Mailbox"))
     if name == "Set-Mailbox":
         return _set_mailbox(ts, str(args["Identity"]), args)
+    if name == "Get-MailboxPermission":
+        return _get_mailbox_permissions(ts, str(args["Identity"]), args.get("User"))
+    if name == "Get-RecipientPermission":
+        return _get_recipient_permissions(ts, args.get("Identity"), args.get("Trustee"))
+    if name == "Remove-MailboxPermission":
+        return _remove_mailbox_permission(ts, args)
+    if name == "Remove-RecipientPermission":
+        return _remove_recipient_permission(ts, args)
+    if name == "Get-MessageTraceV2":
+        return _message_trace(ts, args)
     raise AssertionError(name)
 
 
@@ -491,6 +589,8 @@ def _mailbox_json(ts: TenantState, user: UserRecord) -> dict[str, Any]:
         "ForwardingAddress": user.forwarding_address,
         "ForwardingSmtpAddress": user.forwarding_smtp_address,
         "DeliverToMailboxAndForward": user.deliver_to_mailbox_and_forward,
+        "GrantSendOnBehalfTo@odata.type": "#Collection(String)",
+        "GrantSendOnBehalfTo": list(user.send_on_behalf),
         "WhenMailboxCreated@data.type": "System.DateTime",
         "WhenMailboxCreated": exo_datetime(user.created),
         "OrganizationalUnit": f"{ts.domain.split('.', 1)[0]}.onmicrosoft.com",
@@ -581,10 +681,14 @@ def _disable_inbox_rule(
 
 def _set_mailbox(
     ts: TenantState, identity: str, args: dict[str, Any]
-) -> list[dict[str, Any]] | Response:
+) -> list[dict[str, Any]] | Warned | Response:
     user = _mailbox(ts, identity)
     if user is None:
         return _not_found(identity)
+    if "GrantSendOnBehalfTo" in args:
+        outcome = _send_on_behalf(ts, user, args["GrantSendOnBehalfTo"])
+        if outcome is not None:
+            return outcome
     if "ForwardingSmtpAddress" in args:
         value = args["ForwardingSmtpAddress"]
         if value in (None, "", "$null"):
@@ -600,3 +704,277 @@ def _set_mailbox(
     if "DeliverToMailboxAndForward" in args:
         user.deliver_to_mailbox_and_forward = _truthy(args["DeliverToMailboxAndForward"])
     return []
+
+
+# ---- delegates ----------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [str(v) for v in value if v not in (None, "")]
+    return [str(value)] if str(value) else []
+
+
+def _same_principal(ts: TenantState, a: str, b: str) -> bool:
+    """Exchange accepts a name, alias or address for a principal: compare what they resolve to."""
+    if a.lower() == b.lower():
+        return True
+    ua, ub = ts.user_by_address(a), ts.user_by_address(b)
+    return ua is not None and ua is ub
+
+
+def _not_modified(user: UserRecord) -> Warned:
+    return Warned(
+        [],
+        [
+            f"The command completed successfully but no settings of '{user.alias}' have been "
+            "modified."
+        ],
+    )
+
+
+def _send_on_behalf(ts: TenantState, user: UserRecord, value: Any) -> Warned | Response | None:
+    """``-GrantSendOnBehalfTo``: a list replaces, null clears, a GenericHashTable adds/removes."""
+    before = list(user.send_on_behalf)
+    if isinstance(value, dict):
+        ops = {str(k).lower(): v for k, v in value.items() if not str(k).startswith("@")}
+        unknown = set(ops) - {"add", "remove"}
+        if unknown:
+            return _invalid_operation(
+                "System.Management.Automation.ParameterBindingException",
+                "Cannot bind parameter 'GrantSendOnBehalfTo': only Add and Remove keys "
+                "are allowed.",
+            )
+        for entry in _as_list(ops.get("remove")):
+            user.send_on_behalf = [
+                d for d in user.send_on_behalf if not _same_principal(ts, d, entry)
+            ]
+        for entry in _as_list(ops.get("add")):
+            if ts.user_by_address(entry) is None:
+                return _not_found(entry)
+            if not any(_same_principal(ts, d, entry) for d in user.send_on_behalf):
+                user.send_on_behalf.append(entry)
+    else:
+        user.send_on_behalf = _as_list(value)
+    if user.send_on_behalf == before:
+        return _not_modified(user)
+    return None
+
+
+def _permission_json(
+    user: UserRecord, who: str, rights: list[str], *, inherited: bool, deny: bool, key: str
+) -> dict[str, Any]:
+    return {
+        "Identity": user.alias,
+        key: who,
+        "AccessRights@odata.type": "#Collection(String)",
+        "AccessRights": list(rights),
+        "IsInherited": inherited,
+        "Deny": deny,
+        "InheritanceType": "All",
+    }
+
+
+def _get_mailbox_permissions(
+    ts: TenantState, identity: str, user_filter: Any
+) -> list[dict[str, Any]] | Response:
+    user = _mailbox(ts, identity)
+    if user is None:
+        return _not_found(identity)
+    rows = [
+        _permission_json(
+            user, SELF, ["FullAccess", "ReadPermission"], inherited=False, deny=False, key="User"
+        ),
+        *(
+            _permission_json(user, p.user, p.access_rights, inherited=False, deny=False, key="User")
+            for p in user.mailbox_permissions
+        ),
+        # What Exchange also lists: inherited entries from the database, a deny entry.
+        _permission_json(
+            user, "NT AUTHORITY\\SYSTEM", ["FullAccess"], inherited=True, deny=False, key="User"
+        ),
+        _permission_json(
+            user,
+            "EURPR05A003\\Organization Management",
+            ["FullAccess"],
+            inherited=True,
+            deny=True,
+            key="User",
+        ),
+    ]
+    if user_filter not in (None, ""):
+        rows = [r for r in rows if _same_principal(ts, r["User"], str(user_filter))]
+    return rows
+
+
+def _get_recipient_permissions(
+    ts: TenantState, identity: Any, trustee: Any
+) -> list[dict[str, Any]] | Response:
+    users = (
+        [u for u in ts.users.values() if u.has_mailbox]
+        if identity in (None, "")
+        else [_mailbox(ts, str(identity))]
+    )
+    if users == [None]:
+        return _not_found(str(identity))
+    rows: list[dict[str, Any]] = []
+    for user in users:
+        assert user is not None
+        rows.append(
+            _permission_json(user, SELF, ["SendAs"], inherited=False, deny=False, key="Trustee")
+        )
+        rows.extend(
+            _permission_json(user, t, ["SendAs"], inherited=False, deny=False, key="Trustee")
+            for t in user.send_as
+        )
+    if trustee not in (None, ""):
+        rows = [r for r in rows if _same_principal(ts, r["Trustee"], str(trustee))]
+    return rows
+
+
+def _rights_arg(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [r.strip() for r in value.split(",") if r.strip()]
+    return _as_list(value)
+
+
+def _remove_mailbox_permission(ts: TenantState, args: dict[str, Any]) -> Warned | Response:
+    identity, who = str(args["Identity"]), str(args["User"])
+    user = _mailbox(ts, identity)
+    if user is None:
+        return _not_found(identity)
+    rights = {r.lower() for r in _rights_arg(args["AccessRights"])}
+    kept: list[PermissionRecord] = []
+    removed = False
+    for entry in user.mailbox_permissions:
+        if _same_principal(ts, entry.user, who):
+            left = [r for r in entry.access_rights if r.lower() not in rights]
+            removed = removed or len(left) != len(entry.access_rights)
+            if left:
+                kept.append(PermissionRecord(entry.user, left))
+        else:
+            kept.append(entry)
+    user.mailbox_permissions = kept
+    if removed:
+        return Warned([], [])
+    # CIPP matches this text [UNCONFIRMED: warning, not error].
+    return Warned(
+        [],
+        [
+            f"WARNING: Can't remove the access control entry on the object '{user.alias}' for "
+            f"account '{who}' because the ACE doesn't exist on the object."
+        ],
+    )
+
+
+def _remove_recipient_permission(ts: TenantState, args: dict[str, Any]) -> Warned | Response:
+    identity, who = str(args["Identity"]), str(args["Trustee"])
+    user = _mailbox(ts, identity)
+    if user is None:
+        return _not_found(identity)
+    if "sendas" not in {r.lower() for r in _rights_arg(args["AccessRights"])}:
+        return _invalid_operation(
+            "System.Management.Automation.ParameterBindingException",
+            "Cannot validate argument on parameter 'AccessRights': only SendAs is supported.",
+        )
+    before = len(user.send_as)
+    user.send_as = [t for t in user.send_as if not _same_principal(ts, t, who)]
+    if len(user.send_as) != before:
+        return Warned([], [])
+    return Warned(
+        [],
+        [
+            f"WARNING: The ACE for '{who}' with access rights 'SendAs' on '{user.alias}' "
+            "can't be removed because the ACE isn't present."
+        ],
+    )
+
+
+# ---- message trace ------------------------------------------------------------------------
+
+
+def _trace_time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value.strip():
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    head, dot, tail = text.partition(".")
+    if dot:
+        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
+        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def _trace_json(row: TraceRow) -> dict[str, Any]:
+    return {
+        "MessageTraceId@data.type": "System.Guid",
+        "MessageTraceId": row.trace_id,
+        "Received@data.type": "System.DateTime",
+        "Received": exo_datetime(row.received),
+        "SenderAddress": row.sender,
+        "RecipientAddress": row.recipient,
+        "Subject": row.subject,
+        "Status": row.status,
+        "FromIP": row.from_ip,
+        "ToIP": None,
+        "Size": row.size,
+    }
+
+
+def _message_trace(ts: TenantState, args: dict[str, Any]) -> list[dict[str, Any]] | Response:
+    """Get-MessageTraceV2 with its documented limits (the error texts are [UNCONFIRMED])."""
+    now = utcnow()
+    start, end = _trace_time(args.get("StartDate")), _trace_time(args.get("EndDate"))
+    if ("StartDate" in args) != ("EndDate" in args) or (
+        "StartDate" in args and (start is None or end is None)
+    ):
+        return _invalid_operation(
+            "System.Management.Automation.ParameterBindingException",
+            "StartDate and EndDate must both be valid dates.",
+        )
+    if start is None or end is None:
+        start, end = now - TRACE_DEFAULT_SPAN, now
+    if end < start:
+        return _invalid_operation(
+            "System.ArgumentException", "The EndDate must be later than the StartDate."
+        )
+    if end - start > TRACE_MAX_SPAN:
+        return _invalid_operation(
+            "System.ArgumentException",
+            "The time range between StartDate and EndDate can't be more than 10 days.",
+        )
+    if start < now - TRACE_SEARCHABLE:
+        return _invalid_operation(
+            "System.ArgumentException", "The StartDate can't be more than 90 days in the past."
+        )
+    size = args.get("ResultSize", TRACE_DEFAULT_SIZE)
+    if isinstance(size, str) and size.isdigit():
+        size = int(size)
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= TRACE_MAX_SIZE:
+        return _invalid_operation(
+            "System.Management.Automation.ParameterBindingException",
+            f"Cannot validate argument on parameter 'ResultSize'. The argument must be "
+            f"between 1 and {TRACE_MAX_SIZE}.",
+        )
+    senders = {s.lower() for s in _as_list(args.get("SenderAddress"))}
+    recipients = {r.lower() for r in _as_list(args.get("RecipientAddress"))}
+    statuses = {s.lower() for s in _as_list(args.get("Status"))}
+    starting = str(args.get("StartingRecipientAddress") or "").lower()
+    rows = [
+        r
+        for r in ts.message_trace
+        if start <= r.received <= end
+        and (not senders or r.sender.lower() in senders)
+        and (not recipients or r.recipient.lower() in recipients)
+        and (not statuses or r.status.lower() in statuses)
+        # Continuation [UNCONFIRMED]: rows at EndDate only after StartingRecipientAddress.
+        and not (starting and r.received == end and r.recipient.lower() <= starting)
+    ]
+    rows.sort(key=lambda r: r.recipient.lower())
+    rows.sort(key=lambda r: r.received, reverse=True)  # newest first, recipients A-Z
+    return [_trace_json(r) for r in rows[:size]]

@@ -13,7 +13,20 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, unquote, urlencode
 
 from .seed import ROLE_NAMES, ROLE_TEMPLATES
-from .state import AppRecord, TenantState, UserRecord, utcnow
+from .state import (
+    METHOD_LABELS,
+    PASSWORD_METHOD_ID,
+    AppRecord,
+    AuditRecord,
+    AuthMethodRecord,
+    SignInRecord,
+    TenantState,
+    UserRecord,
+    initiated_by_app,
+    record_registration,
+    user_target,
+    utcnow,
+)
 from .tokens import GRAPH_RESOURCE, TokenRejected
 from .wire import ODATA_JSON, Call, Request, Response, graph_date, json_response
 
@@ -50,6 +63,52 @@ READ_ROLES = {"RoleManagement.Read.Directory", "Directory.Read.All"}
 READ_SP = {"RoleManagement.Read.Directory", "Directory.Read.All", "Application.Read.All"}
 RESET_ROLES = {UA, PAA, GA}
 PRIVILEGED_RESET_ROLES = {PAA, GA}
+
+# Eviction endpoints; permissions as Microsoft documents them (docs/eviction-evidence.md).
+READ_METHODS = {"UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"}
+WRITE_METHODS = {"UserAuthenticationMethod.ReadWrite.All"}
+AUDIT_LOG = {"AuditLog.Read.All"}
+READ_DIRECTORY = {"Directory.Read.All", "Directory.ReadWrite.All"}
+AUDIT_DENIED = (
+    "Application missing Microsoft Entra ID 'Read directory data' or 'Read all audit log data' "
+    "permission."
+)
+READ_GRANTS = {
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+}
+WRITE_GRANTS = {"DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"}
+# accountEnabled: User.EnableDisableAccount.All with a user-read permission, or a full write one.
+ENABLE_DISABLE = "User.EnableDisableAccount.All"
+WRITE_USERS = {"User.ReadWrite.All", "Directory.ReadWrite.All"}
+# Roles a User Administrator may block (Entra "Who can perform sensitive actions"); any other
+# admin role on the target needs Privileged Authentication Administrator or Global Administrator.
+USER_ADMIN_MANAGEABLE = {
+    ROLE_TEMPLATES["User Administrator"],
+    ROLE_TEMPLATES["Helpdesk Administrator"],
+}
+NON_PREMIUM = (
+    "Authentication_RequestFromNonPremiumTenantOrB2CTenant",
+    "Neither tenant is B2C or tenant doesn't have premium license",
+)
+DEFAULT_METHOD_TEXT = (
+    "Cannot delete default method with other methods configured. "
+    "Please change default method before deletion."
+)
+METHOD_SEGMENTS = {
+    "passwordMethods": "password",
+    "phoneMethods": "phone",
+    "emailMethods": "email",
+    "microsoftAuthenticatorMethods": "microsoftAuthenticator",
+    "fido2Methods": "fido2",
+    "softwareOathMethods": "softwareOath",
+    "temporaryAccessPassMethods": "temporaryAccessPass",
+    "windowsHelloForBusinessMethods": "windowsHelloForBusiness",
+    "platformCredentialMethods": "platformCredential",
+    "externalAuthenticationMethods": "external",
+}
+MAX_LOG_PAGE = 1000
 
 # Graph's documented password symbols (and space); ASCII only.
 PASSWORD_SYMBOLS = set("@#$%^&*-_!+=[]{}|\\:',.?/`~\"();<> ")
@@ -176,15 +235,25 @@ def _authenticate(core: Core, req: Request, call: Call) -> Principal | Response:
 
 
 def _guarded(
-    core: Core, req: Request, call: Call, needs: set[str], body: Callable[[Principal], Response]
+    core: Core,
+    req: Request,
+    call: Call,
+    needs: set[str],
+    body: Callable[[Principal], Response],
+    *,
+    also: set[str] | None = None,
+    denied_message: str | None = None,
 ) -> Handler:
-    """Authenticate, check one of the application permissions ``needs``, then run under the lock."""
+    """Authenticate, check one of the application permissions ``needs`` (and one of ``also``
+    when given), then run under the lock."""
 
     def run() -> Response:
         principal = _authenticate(core, req, call)
         if isinstance(principal, Response):
             return principal
-        if not principal.roles & needs:
+        if not principal.roles & needs or (also is not None and not principal.roles & also):
+            if denied_message:
+                return error(403, "Authorization_RequestDenied", denied_message, call)
             return _denied(call)
         with core.state.lock:
             return body(principal)
@@ -205,9 +274,37 @@ def route(core: Core, req: Request, call: Call) -> Handler:
             call.endpoint = "graph.get_user"
             return _guarded(core, req, call, READ_USERS, lambda p: _get_user(req, call, p, key))
         if n == 2 and m == "PATCH":
-            call.endpoint = "graph.update_user"
             call.write = True
+            if _patches_only_account_enabled(req):
+                call.endpoint = "graph.set_account_enabled"
+                call.changed_fields = ("accountEnabled",)
+                return _set_account_enabled(core, req, call, key)
+            call.endpoint = "graph.update_user"
             return _update_user(core, req, call, key)
+        if n == 4 and m == "GET" and seg[2:] == ["authentication", "methods"]:
+            call.endpoint = "graph.auth_methods"
+            return _guarded(
+                core, req, call, READ_METHODS, lambda p: _list_methods(req, call, p, key)
+            )
+        if m == "DELETE" and n in (5, 6) and seg[2] == "authentication":
+            if n == 6 and seg[5] != "$ref":
+                return _no_resource(req, call)
+            if seg[3] == "methods":
+                return _no_resource(req, call)
+            call.endpoint = "graph.delete_auth_method"
+            call.write = True
+            call.changed_fields = (f"authentication.{seg[3]}",)
+            segment, method_id, ref = seg[3], seg[4], n == 6
+            return _guarded(
+                core,
+                req,
+                call,
+                WRITE_METHODS,
+                lambda p: _delete_method(req, call, p, key, segment, method_id, ref),
+            )
+        if n == 3 and m == "GET" and seg[2] == "oauth2PermissionGrants":
+            call.endpoint = "graph.oauth2_grants"
+            return _guarded(core, req, call, READ_GRANTS, lambda p: _list_grants(req, call, p, key))
         if n == 3 and m == "POST" and seg[2] == "revokeSignInSessions":
             call.endpoint = "graph.revoke_sessions"
             call.write = True
@@ -238,6 +335,40 @@ def route(core: Core, req: Request, call: Call) -> Handler:
         ):
             call.endpoint = "graph.member_of"
             return _guarded(core, req, call, READ_ROLES, lambda p: _user_roles(req, call, p, key))
+    if seg[0] == "oauth2PermissionGrants" and n == 2 and m == "DELETE":
+        call.endpoint = "graph.delete_oauth2_grant"
+        call.write = True
+        call.changed_fields = ("oauth2PermissionGrants",)
+        gid = seg[1]
+        return _guarded(core, req, call, WRITE_GRANTS, lambda p: _delete_grant(call, p, gid))
+    if seg[0] == "auditLogs" and n == 2 and m == "GET" and seg[1] == "directoryAudits":
+        call.endpoint = "graph.directory_audits"
+        return _guarded(
+            core,
+            req,
+            call,
+            AUDIT_LOG,
+            lambda p: _directory_audits(req, call, p),
+            also=READ_DIRECTORY,
+            denied_message=AUDIT_DENIED,
+        )
+    if seg[0] == "auditLogs" and n == 2 and m == "GET" and seg[1] == "signIns":
+        call.endpoint = "graph.sign_ins"
+        return _guarded(
+            core,
+            req,
+            call,
+            AUDIT_LOG,
+            lambda p: _sign_ins(req, call, p),
+            also=READ_DIRECTORY,
+            denied_message=AUDIT_DENIED,
+        )
+    if seg[0] == "servicePrincipals" and n == 2 and m == "GET":
+        call.endpoint = "graph.service_principal"
+        object_id = seg[1]
+        return _guarded(
+            core, req, call, READ_SP, lambda p: _service_principal_by_id(req, call, p, object_id)
+        )
     sp = re.fullmatch(r"servicePrincipals\(appId='([^']*)'\)", seg[0])
     if sp:
         app_id = sp.group(1)
@@ -573,6 +704,14 @@ def _create_tap(req: Request, call: Call, p: Principal, key: str) -> Response:
         return _bad(call, "isUsableOnce must be a boolean.", "badRequest")
     tap = "".join(secrets.choice(_TAP_ALPHABET) for _ in range(8))
     user.set_tap(tap, lifetime=lifetime, usable_once=once)  # replaces any previous TAP
+    record_registration(
+        p.tenant,
+        user,
+        AuthMethodRecord(id=user.tap_id or "", kind="temporaryAccessPass"),
+        utcnow(),
+        by_admin=True,
+        app=p.app,
+    )
     out = {
         "@odata.context": _context(
             req, f"users('{user.id}')/authentication/temporaryAccessPassMethods/$entity"
@@ -708,3 +847,460 @@ def _service_principal(
             "appOwnerOrganizationId": p.tenant.tenant_id,
         }
     return json_response(200, body, None, ODATA_JSON)
+
+
+# ---- eviction: sign-in state ------------------------------------------------------------------
+
+
+def _patches_only_account_enabled(req: Request) -> bool:
+    try:
+        body = req.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and set(body) == {"accountEnabled"}
+
+
+def _set_account_enabled(core: Core, req: Request, call: Call, key: str) -> Handler:
+    """``PATCH /users/{id} {"accountEnabled": ...}``: permission, user, sensitive-action rule."""
+
+    def run() -> Response:
+        principal = _authenticate(core, req, call)
+        if isinstance(principal, Response):
+            return principal
+        roles = principal.roles
+        if not (roles & WRITE_USERS or (ENABLE_DISABLE in roles and roles & READ_USERS)):
+            return _denied(call)
+        value = req.json()["accountEnabled"]
+        if not isinstance(value, bool):
+            return _bad(call, "Invalid value for property 'accountEnabled'.", "BadRequest")
+        with core.state.lock:
+            user = principal.tenant.user(key)
+            if user is None:
+                return _not_found(call, key)
+            held = set(user.directory_roles)
+            if held:
+                needed = RESET_ROLES if held <= USER_ADMIN_MANAGEABLE else PRIVILEGED_RESET_ROLES
+                if not principal.wids & needed:
+                    return _denied(call)
+            if user.synced:
+                return _bad(
+                    call,
+                    "Unable to update the specified properties for on-premises mastered "
+                    "Directory Sync objects or objects currently undergoing migration.",
+                )
+            user.enabled = value
+        return Response(204, b"", {})
+
+    return run
+
+
+# ---- eviction: authentication methods -------------------------------------------------------
+
+
+def _no_resource(req: Request, call: Call) -> Handler:
+    """Graph has no generic DELETE .../authentication/methods/{id} [UNCONFIRMED status]."""
+    call.endpoint = "graph.other"
+    return lambda: _bad(
+        call,
+        f"No HTTP resource was found that matches the request URI '{req.url}'.",
+        "BadRequest",
+    )
+
+
+def _method_json(user: UserRecord, m: AuthMethodRecord) -> dict[str, Any]:
+    odata = f"#microsoft.graph.{m.kind}AuthenticationMethod"
+    created = _iso_z(m.created)
+    if m.kind == "phone":
+        return {
+            "@odata.type": odata,
+            "id": m.id,
+            "phoneNumber": m.phone_number,
+            "phoneType": m.phone_type,
+            "smsSignInState": "notEnabled",
+        }
+    if m.kind == "email":
+        return {"@odata.type": odata, "id": m.id, "emailAddress": m.email_address}
+    if m.kind == "softwareOath":
+        return {"@odata.type": odata, "id": m.id, "secretKey": None}
+    if m.kind == "microsoftAuthenticator":
+        return {
+            "@odata.type": odata,
+            "id": m.id,
+            "displayName": m.display_name,
+            "deviceTag": "SoftwareTokenActivated",
+            "phoneAppVersion": "6.8.7",
+            # null unless registered for passwordless phone sign-in (learn.microsoft.com)
+            "createdDateTime": created if m.passwordless else None,
+        }
+    body: dict[str, Any] = {
+        "@odata.type": odata,
+        "id": m.id,
+        "displayName": m.display_name,
+        "createdDateTime": created,
+    }
+    if m.kind == "fido2":
+        body.update({"aaGuid": None, "model": m.display_name, "attestationLevel": "attested"})
+    elif m.kind in ("windowsHelloForBusiness", "platformCredential"):
+        body["keyStrength"] = "normal"
+    return body
+
+
+def _list_methods(req: Request, call: Call, p: Principal, key: str) -> Response:
+    user = p.tenant.user(key)
+    if user is None:
+        return _not_found(call, key)
+    value: list[dict[str, Any]] = [
+        {
+            "@odata.type": "#microsoft.graph.passwordAuthenticationMethod",
+            "id": PASSWORD_METHOD_ID,
+            "password": None,
+            "createdDateTime": None,  # "currently not populated"
+        }
+    ]
+    value.extend(_method_json(user, m) for m in user.auth_methods)
+    if user.tap_id:
+        tap = _tap_json(user)
+        value.append(
+            {"@odata.type": "#microsoft.graph.temporaryAccessPassAuthenticationMethod", **tap}
+        )
+    body = {
+        "@odata.context": _context(req, f"users('{user.id}')/authentication/methods"),
+        "value": value,
+    }
+    return json_response(200, body, None, ODATA_JSON)
+
+
+def _delete_method(
+    req: Request, call: Call, p: Principal, key: str, segment: str, method_id: str, ref: bool
+) -> Response:
+    kind = METHOD_SEGMENTS.get(segment)
+    if kind is None:
+        return _bad(call, f"Resource not found for the segment '{segment}'.", "BadRequest")
+    if kind == "password":
+        # The password method has list/get/resetPassword only [UNCONFIRMED status].
+        return error(
+            405,
+            "Request_BadRequest",
+            "The requested operation is not supported on the password authentication method.",
+            call,
+        )
+    if (kind == "external") != ref:
+        return _no_resource(req, call)()
+    user = p.tenant.user(key)
+    if user is None:
+        return _not_found(call, key)
+    label = METHOD_LABELS.get(kind, kind)
+    if kind == "temporaryAccessPass":
+        if user.tap_id != method_id:
+            return _not_found(call, method_id)
+        user.tap_id = None
+        user.tap_created = None
+    else:
+        method = next((m for m in user.auth_methods if m.id == method_id and m.kind == kind), None)
+        if method is None:
+            return _not_found(call, method_id)
+        others = [m for m in user.auth_methods if m is not method] + ([None] if user.tap_id else [])
+        if method.is_default and others:
+            return error(400, "badRequest", DEFAULT_METHOD_TEXT, call)
+        user.auth_methods.remove(method)
+    p.tenant.audit(
+        "Admin deleted security info",
+        utcnow(),
+        service="Authentication Methods",
+        category="UserManagement",
+        operation_type="Delete",
+        result_reason=f"Admin deleted {label} for user",
+        initiated_by=initiated_by_app(p.app),
+        targets=[user_target(user)],
+    )
+    return Response(204, b"", {})
+
+
+# ---- eviction: OAuth grants ------------------------------------------------------------------
+
+
+def _list_grants(req: Request, call: Call, p: Principal, key: str) -> Response:
+    user = p.tenant.user(key)
+    if user is None:
+        return _not_found(call, key)
+    value = [
+        {
+            "clientId": g.client_id,
+            "consentType": "Principal",
+            "id": g.id,
+            "principalId": g.principal_id,
+            "resourceId": g.resource_id,
+            # Graph pads the scope list with a leading space (see its documented example).
+            "scope": " " + " ".join(g.scopes),
+        }
+        for g in p.tenant.grants.values()
+        if g.principal_id == user.id
+    ]
+    body = {"@odata.context": _context(req, "oauth2PermissionGrants"), "value": value}
+    return json_response(200, body, None, ODATA_JSON)
+
+
+def _delete_grant(call: Call, p: Principal, grant_id: str) -> Response:
+    grant = p.tenant.grants.get(grant_id)
+    if grant is None:
+        return _not_found(call, grant_id)
+    del p.tenant.grants[grant_id]
+    client = p.tenant.service_principal(grant.client_id)
+    p.tenant.audit(
+        "Remove delegated permission grant",
+        utcnow(),
+        service="Core Directory",
+        category="ApplicationManagement",
+        operation_type="Unassign",
+        result_reason="",
+        initiated_by=initiated_by_app(p.app),
+        targets=[
+            {
+                "id": grant.client_id,
+                "displayName": client.display_name if client else None,
+                "type": "ServicePrincipal",
+                "userPrincipalName": None,
+                "modifiedProperties": [],
+            }
+        ],
+    )
+    return Response(204, b"", {})
+
+
+def _service_principal_by_id(req: Request, call: Call, p: Principal, object_id: str) -> Response:
+    sp = p.tenant.service_principal(object_id)
+    if sp is None:
+        return _not_found(call, object_id)
+    full = {
+        "id": sp.id,
+        "appId": sp.app_id,
+        "displayName": sp.display_name,
+        "appDisplayName": sp.display_name,
+        "publisherName": sp.publisher,
+        "accountEnabled": True,
+        "servicePrincipalType": "Application",
+    }
+    wanted = [f.strip() for f in req.query.get("$select", "").split(",") if f.strip()]
+    if wanted:
+        full = {k: v for k, v in full.items() if k in wanted or k == "id"}
+    body = {"@odata.context": _context(req, "servicePrincipals/$entity"), **full}
+    return json_response(200, body, None, ODATA_JSON)
+
+
+# ---- eviction: audit and sign-in logs ---------------------------------------------------------
+
+_DT = r"'?(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d{1,7})?(?:Z|[+-]\d{2}:\d{2})?)'?"
+_STR = r"'((?:[^']|'')*)'"
+_AND = re.compile(r"\s+and\s+", re.I)
+# (pattern, field); the value is group 1 (group 2 for comparisons)
+_AUDIT_CLAUSES = [
+    (re.compile(rf"activityDateTime\s+(ge|le|eq)\s+{_DT}$", re.I), "time"),
+    (re.compile(rf"activityDisplayName\s+eq\s+{_STR}$", re.I), "activity"),
+    (
+        re.compile(rf"startswith\(\s*activityDisplayName\s*,\s*{_STR}\s*\)$", re.I),
+        "activity_prefix",
+    ),
+    (re.compile(rf"loggedByService\s+eq\s+{_STR}$", re.I), "service"),
+    (re.compile(rf"initiatedBy/user/id\s+eq\s+{_STR}$", re.I), "user_id"),
+    (re.compile(rf"initiatedBy/app/appId\s+eq\s+{_STR}$", re.I), "app_id"),
+    (re.compile(rf"targetResources/any\(\s*(\w+)\s*:\s*\1/id\s+eq\s+{_STR}\s*\)$", re.I), "target"),
+]
+_SIGN_IN_CLAUSES = [
+    (re.compile(rf"createdDateTime\s+(ge|le|eq)\s+{_DT}$", re.I), "time"),
+    (re.compile(rf"userId\s+eq\s+{_STR}$", re.I), "user_id"),
+    (re.compile(r"status/errorCode\s+eq\s+(-?\d+)$", re.I), "error_code"),
+    (re.compile(rf"location/countryOrRegion\s+eq\s+{_STR}$", re.I), "country"),
+]
+
+
+def _parse_time(text: str) -> datetime | None:
+    value = text.replace("Z", "+00:00")
+    head, dot, tail = value.partition(".")
+    if dot:
+        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
+        value = f"{head}.{digits[:6]}{tail[len(digits) :]}"
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+Clause = tuple[str, str, Any]
+
+
+def _log_filter(raw: str | None, patterns: list[tuple[re.Pattern[str], str]]) -> list[Clause] | str:
+    """``and``-joined clauses as (field, operator, value), or an error message."""
+    if not raw:
+        return []
+    out: list[Clause] = []
+    for part in _AND.split(raw.strip()):
+        for pattern, name in patterns:
+            m = pattern.match(part.strip())
+            if not m:
+                continue
+            if name == "time":
+                when = _parse_time(m.group(2))
+                if when is None:
+                    return f"Invalid DateTimeOffset literal in '{part}'."
+                out.append((name, m.group(1).lower(), when))
+            elif name == "target":
+                out.append((name, "eq", m.group(2).replace("''", "'")))
+            elif name == "error_code":
+                out.append((name, "eq", int(m.group(1))))
+            else:
+                out.append((name, "eq", m.group(1).replace("''", "'")))
+            break
+        else:
+            return f"Invalid filter clause: '{part}' is not supported."
+    return out
+
+
+def _time_ok(when: datetime, op: str, value: datetime) -> bool:
+    return {"ge": when >= value, "le": when <= value, "eq": when == value}[op]
+
+
+def _audit_matches(a: AuditRecord, clauses: list[Clause]) -> bool:
+    user = a.initiated_by.get("user") or {}
+    app = a.initiated_by.get("app") or {}
+    for field, op, value in clauses:
+        if field == "time" and not _time_ok(a.when, op, value):
+            return False
+        if field == "activity" and a.activity != value:
+            return False
+        if field == "activity_prefix" and not a.activity.startswith(value):
+            return False
+        if field == "service" and a.service != value:
+            return False
+        if field == "user_id" and str(user.get("id", "")).lower() != value.lower():
+            return False
+        if field == "app_id" and str(app.get("appId", "")).lower() != value.lower():
+            return False
+        if field == "target" and not any(
+            str(t.get("id", "")).lower() == value.lower() for t in a.targets
+        ):
+            return False
+    return True
+
+
+def _audit_json(a: AuditRecord) -> dict[str, Any]:
+    return {
+        "id": a.id,
+        "category": a.category,
+        "correlationId": a.id.rsplit("_", 1)[-1],
+        "result": "success",
+        "resultReason": a.result_reason,
+        "activityDisplayName": a.activity,
+        "activityDateTime": _iso_z(a.when),
+        "loggedByService": a.service,
+        "operationType": a.operation_type,
+        "initiatedBy": a.initiated_by,
+        "targetResources": a.targets,
+        "additionalDetails": [{"key": k, "value": v} for k, v in a.details],
+    }
+
+
+def _log_page(req: Request, call: Call, kind: str, items: list[dict[str, Any]]) -> Response:
+    top = MAX_LOG_PAGE
+    if "$top" in req.query:
+        try:
+            top = int(req.query["$top"])
+        except ValueError:
+            top = 0
+        if not 1 <= top <= MAX_LOG_PAGE:
+            return _bad(
+                call, f"Invalid $top value: must be 1..{MAX_LOG_PAGE}.", "Request_UnsupportedQuery"
+            )
+    offset = _decode_skiptoken(req.query.get("$skiptoken"))
+    if offset is None:
+        return _bad(call, "Specified skip token is invalid.", "Request_BadRequest")
+    body: dict[str, Any] = {
+        "@odata.context": _context(req, f"auditLogs/{kind}"),
+        "value": items[offset : offset + top],
+    }
+    if offset + top < len(items):
+        params = {k: v for k, v in req.query.items() if k != "$skiptoken"}
+        params["$skiptoken"] = _encode_skiptoken(offset + top)
+        body["@odata.nextLink"] = (
+            f"{req.base_url}/graph/v1.0/auditLogs/{kind}?"
+            f"{urlencode(params, quote_via=quote, safe='$,()/:')}"
+        )
+    return json_response(200, body, None, ODATA_JSON)
+
+
+def _directory_audits(req: Request, call: Call, p: Principal) -> Response:
+    raw = req.query.get("$filter")
+    if raw and re.search(r"\bcategory\s+eq\b", raw, re.I):
+        return _bad(
+            call, "Invalid filter clause: category is not filterable.", "Request_UnsupportedQuery"
+        )
+    clauses = _log_filter(raw, _AUDIT_CLAUSES)
+    if isinstance(clauses, str):
+        return _bad(call, clauses, "Request_UnsupportedQuery")
+    since = utcnow() - p.tenant.log_retention
+    events = [a for a in p.tenant.audits if a.when >= since and _audit_matches(a, clauses)]
+    events.sort(key=lambda a: a.when, reverse=True)
+    return _log_page(req, call, "directoryAudits", [_audit_json(a) for a in events])
+
+
+def _sign_in_json(user: UserRecord, s: SignInRecord) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "createdDateTime": _iso_z(s.when),
+        "userDisplayName": user.display_name,
+        "userPrincipalName": user.upn,
+        "userId": user.id,
+        "appId": None,
+        "appDisplayName": s.app,
+        "ipAddress": s.ip,
+        "clientAppUsed": s.client_app,
+        "correlationId": s.id,
+        "conditionalAccessStatus": "notApplied",
+        "isInteractive": True,
+        "resourceDisplayName": "Office 365 Exchange Online",
+        "status": {
+            "errorCode": s.error_code,
+            "failureReason": s.failure_reason,
+            "additionalDetails": None,
+        },
+        "location": {
+            "city": s.city,
+            "state": None,
+            "countryOrRegion": s.country,
+            "geoCoordinates": None,
+        },
+    }
+
+
+def _sign_in_matches(user: UserRecord, s: SignInRecord, clauses: list[Clause]) -> bool:
+    for field, op, value in clauses:
+        if field == "time":
+            ok = _time_ok(s.when, op, value)
+        elif field == "user_id":
+            ok = user.id.lower() == str(value).lower()
+        elif field == "error_code":
+            ok = s.error_code == value
+        else:  # country
+            ok = s.country.lower() == str(value).lower()
+        if not ok:
+            return False
+    return True
+
+
+def _sign_ins(req: Request, call: Call, p: Principal) -> Response:
+    if not p.tenant.settings.entra_id_p1:
+        return error(403, NON_PREMIUM[0], NON_PREMIUM[1], call)
+    clauses = _log_filter(req.query.get("$filter"), _SIGN_IN_CLAUSES)
+    if isinstance(clauses, str):
+        return _bad(call, clauses, "Request_UnsupportedQuery")
+    since = utcnow() - p.tenant.log_retention
+    rows: list[tuple[UserRecord, SignInRecord]] = []
+    for user in p.tenant.users.values():
+        for s in user.sign_ins:
+            if s.when < since:
+                continue
+            keep = _sign_in_matches(user, s, clauses)
+            if keep:
+                rows.append((user, s))
+    rows.sort(key=lambda r: r[1].when, reverse=True)  # newest first, as Graph
+    return _log_page(req, call, "signIns", [_sign_in_json(u, s) for u, s in rows])

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 # Directory role template ids (the same in every tenant).
 ROLE_TEMPLATES: dict[str, str] = {
@@ -46,6 +54,30 @@ def role_template_id(value: str) -> str:
         raise ValueError(f"unknown directory role {value!r}") from None
 
 
+_RELATIVE = re.compile(r"^now(?:\s*([+-])\s*((?:\d+[dhms])+))?$")
+_RELATIVE_PART = re.compile(r"(\d+)([dhms])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
+
+
+def relative_datetime(value: object) -> object:
+    """``"now"``, ``"now-3d4h"``, ``"now+30m"``: a time relative to when the seed is loaded
+    (whole seconds, UTC), so a demo incident is always recent. Anything else is left to pydantic.
+    """
+    if not isinstance(value, str):
+        return value
+    m = _RELATIVE.fullmatch(value.strip())
+    if m is None:
+        return value
+    base = datetime.now(UTC).replace(microsecond=0)
+    if m.group(1) is None:
+        return base
+    delta = timedelta(**{_UNITS[unit]: int(n) for n, unit in _RELATIVE_PART.findall(m.group(2))})
+    return base - delta if m.group(1) == "-" else base + delta
+
+
+SeedDatetime = Annotated[datetime, BeforeValidator(relative_datetime)]
+
+
 class _Seed(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -55,6 +87,7 @@ class TenantSettings(_Seed):
     unblock_cap: int = Field(default=3, ge=0)
     page_size: int = Field(default=100, ge=1)
     tap_enabled: bool = True
+    entra_id_p1: bool = True  # sign-in logs over Graph need Entra ID P1 or P2
 
 
 class InboxRuleSeed(_Seed):
@@ -74,6 +107,87 @@ class ForwardingSeed(_Seed):
     deliver_to_mailbox_and_forward: bool = False
 
 
+MethodType = Literal[
+    "phone",
+    "email",
+    "microsoftAuthenticator",
+    "fido2",
+    "softwareOath",
+    "windowsHelloForBusiness",
+    "platformCredential",
+]
+
+
+class AuthMethodSeed(_Seed):
+    """A sign-in method besides the password (every user has that one)."""
+
+    type: MethodType
+    display_name: str | None = None
+    phone_number: str | None = None
+    phone_type: Literal["mobile", "alternateMobile", "office"] = "mobile"
+    email_address: str | None = None
+    registered: SeedDatetime | None = None  # None: before any audit log retention
+    registered_by: Literal["user", "admin"] = "user"
+    registered_from_ip: str | None = None
+    default: bool = False
+    passwordless: bool = False  # Authenticator: Graph fills createdDateTime only then
+
+
+class MailboxPermissionSeed(_Seed):
+    user: str
+    access_rights: list[str] = Field(default_factory=lambda: ["FullAccess"])
+
+
+class SignInSeed(_Seed):
+    """One interactive sign-in, or ``repeat`` of them ``every_hours`` apart (oldest first)."""
+
+    when: SeedDatetime
+    ip: str
+    country: str = Field(min_length=2, max_length=2)
+    city: str | None = None
+    app: str = "One Outlook Web"
+    client_app: str = "Browser"
+    error_code: int = 0
+    failure_reason: str | None = None
+    repeat: int = Field(default=1, ge=1, le=500)
+    every_hours: float = Field(default=24.0, gt=0)
+
+
+class OAuthGrantSeed(_Seed):
+    """A delegated grant the user consented to; ``consented`` writes the audit event."""
+
+    app: str
+    app_id: str | None = None
+    publisher: str | None = None
+    resource: Literal["Microsoft Graph", "Office 365 Exchange Online"] = "Microsoft Graph"
+    scopes: list[str]
+    consented: SeedDatetime | None = None
+    consented_from_ip: str | None = None
+
+
+class SentMailSeed(_Seed):
+    """A run of sent messages: ``messages`` spread evenly over ``hours`` from ``start``; each goes
+    to ``recipients_per_message`` recipients taken in turn from ``recipients`` plus
+    ``generated_recipients`` made-up addresses at ``recipient_domains``."""
+
+    start: SeedDatetime
+    hours: float = Field(default=1.0, gt=0)
+    messages: int = Field(ge=1, le=20_000)
+    recipients: list[str] = Field(default_factory=list)
+    generated_recipients: int = Field(default=0, ge=0)
+    recipient_domains: list[str] = Field(default_factory=lambda: ["example.com"])
+    recipients_per_message: int = Field(default=1, ge=1, le=500)
+    subjects: list[str] = Field(min_length=1)
+    status: str = "Delivered"
+    from_ip: str | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> SentMailSeed:
+        if not self.recipients and not self.generated_recipients:
+            raise ValueError("sent_mail needs recipients or generated_recipients")
+        return self
+
+
 class UserSeed(_Seed):
     upn: str
     id: str | None = None
@@ -86,18 +200,31 @@ class UserSeed(_Seed):
     directory_roles: list[str] = Field(default_factory=list)
     inbox_rules: list[InboxRuleSeed] = Field(default_factory=list)
     forwarding: ForwardingSeed | None = None
-    last_password_change: datetime | None = None
+    last_password_change: SeedDatetime | None = None
+    auth_methods: list[AuthMethodSeed] = Field(default_factory=list)
+    mailbox_permissions: list[MailboxPermissionSeed] = Field(default_factory=list)
+    send_as: list[str] = Field(default_factory=list)
+    send_on_behalf: list[str] = Field(default_factory=list)
+    sign_ins: list[SignInSeed] = Field(default_factory=list)
+    oauth_grants: list[OAuthGrantSeed] = Field(default_factory=list)
+    sent_mail: list[SentMailSeed] = Field(default_factory=list)
 
     @field_validator("directory_roles")
     @classmethod
     def _roles(cls, value: list[str]) -> list[str]:
         return [role_template_id(v) for v in value]
 
+    @model_validator(mode="after")
+    def _one_default(self) -> UserSeed:
+        if sum(1 for m in self.auth_methods if m.default) > 1:
+            raise ValueError(f"user {self.upn!r} has more than one default sign-in method")
+        return self
+
 
 class RestrictedSeed(_Seed):
     address: str
     reason: str = ""
-    created: datetime | None = None
+    created: SeedDatetime | None = None
     temporary_block: bool = False
 
 

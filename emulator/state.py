@@ -6,6 +6,7 @@ the request that carried it.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -17,7 +18,18 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from .seed import ROLE_NAMES, Seed, TenantSeed, TenantSettings, UserSeed, stable_id
+from .seed import (
+    ROLE_NAMES,
+    ROLE_TEMPLATES,
+    AuthMethodSeed,
+    OAuthGrantSeed,
+    Seed,
+    SentMailSeed,
+    TenantSeed,
+    TenantSettings,
+    UserSeed,
+    stable_id,
+)
 
 _PBKDF2_ROUNDS = 20_000
 ADMIN_ROLE_IDS = frozenset(ROLE_NAMES)  # any directory role counts as "admin" for resets
@@ -53,6 +65,105 @@ class InboxRuleRecord:
     move_to_folder: str | None = None
 
 
+# Fixed ids Graph uses in every tenant (learn.microsoft.com, passwordAuthenticationMethod and
+# phoneAuthenticationMethod resources).
+PASSWORD_METHOD_ID = "28c10230-6103-485e-b985-444c60001490"  # noqa: S105 - an id
+PHONE_METHOD_IDS = {
+    "mobile": "3179e48a-750b-4051-897c-87b9720928f7",
+    "alternateMobile": "b6332ec1-7057-4abe-9331-3d72feddfe41",
+    "office": "e37fc753-ff3b-4958-9484-eaa9425c82bc",
+}
+# How the "... registered security info" events name a method in resultReason [UNCONFIRMED].
+METHOD_LABELS = {
+    "phone": "Mobile Phone",
+    "email": "Email",
+    "microsoftAuthenticator": "Authenticator App with Notification and Code",
+    "fido2": "FIDO2 Security Key",
+    "softwareOath": "Software OATH token",
+    "windowsHelloForBusiness": "Windows Hello for Business",
+    "platformCredential": "Platform Credential",
+    "temporaryAccessPass": "Temporary Access Pass",
+}
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+RESOURCE_APPS = {"Microsoft Graph": GRAPH_APP_ID, "Office 365 Exchange Online": EXCHANGE_APP_ID}
+
+
+@dataclass
+class AuthMethodRecord:
+    id: str
+    kind: str
+    display_name: str | None = None
+    created: datetime | None = None
+    is_default: bool = False
+    phone_number: str | None = None
+    phone_type: str | None = None
+    email_address: str | None = None
+    passwordless: bool = False
+
+
+@dataclass
+class PermissionRecord:
+    user: str
+    access_rights: list[str]
+
+
+@dataclass
+class SignInRecord:
+    id: str
+    when: datetime
+    ip: str
+    country: str
+    city: str | None
+    app: str
+    client_app: str
+    error_code: int
+    failure_reason: str | None
+
+
+@dataclass
+class TraceRow:
+    trace_id: str
+    received: datetime
+    sender: str
+    recipient: str
+    subject: str
+    status: str
+    from_ip: str | None
+    size: int
+
+
+@dataclass
+class ServicePrincipalRecord:
+    id: str
+    app_id: str
+    display_name: str
+    publisher: str | None = None
+
+
+@dataclass
+class GrantRecord:
+    id: str
+    client_id: str  # service principal object id
+    principal_id: str  # user object id
+    resource_id: str  # resource service principal object id
+    scopes: list[str]
+
+
+@dataclass
+class AuditRecord:
+    id: str
+    activity: str
+    when: datetime
+    category: str
+    service: str
+    operation_type: str
+    result_reason: str
+    initiated_by: dict[str, Any]
+    targets: list[dict[str, Any]]
+    details: list[tuple[str, str]] = field(default_factory=list)
+
+
 @dataclass
 class UserRecord:
     id: str
@@ -80,6 +191,11 @@ class UserRecord:
     tap_lifetime_minutes: int | None = None
     tap_usable_once: bool | None = None
     tap_created: datetime | None = None
+    auth_methods: list[AuthMethodRecord] = field(default_factory=list)
+    mailbox_permissions: list[PermissionRecord] = field(default_factory=list)
+    send_as: list[str] = field(default_factory=list)
+    send_on_behalf: list[str] = field(default_factory=list)
+    sign_ins: list[SignInRecord] = field(default_factory=list)
     _password_salt: bytes | None = field(default=None, repr=False)
     _password_hash: bytes | None = field(default=None, repr=False)
     _tap_salt: bytes | None = field(default=None, repr=False)
@@ -150,6 +266,16 @@ class UserRecord:
             "inboxRules": [
                 {"name": r.name, "enabled": r.enabled, "hidden": r.hidden} for r in self.inbox_rules
             ],
+            "authMethods": [
+                {"type": m.kind, "displayName": m.display_name, "default": m.is_default}
+                for m in self.auth_methods
+            ],
+            "mailboxPermissions": [
+                {"user": p.user, "accessRights": list(p.access_rights)}
+                for p in self.mailbox_permissions
+            ],
+            "sendAs": list(self.send_as),
+            "sendOnBehalf": list(self.send_on_behalf),
         }
 
 
@@ -205,6 +331,56 @@ class TenantState:
     restricted: dict[str, RestrictedEntry] = field(default_factory=dict)  # key: lower address
     unblock_counts: dict[str, int] = field(default_factory=dict)
     apps: dict[str, AppRecord] = field(default_factory=dict)  # key: lower client id
+    service_principals: dict[str, ServicePrincipalRecord] = field(default_factory=dict)
+    grants: dict[str, GrantRecord] = field(default_factory=dict)
+    audits: list[AuditRecord] = field(default_factory=list)
+    message_trace: list[TraceRow] = field(default_factory=list)
+
+    @property
+    def log_retention(self) -> timedelta:
+        """Audit and sign-in logs: 30 days with Entra ID P1/P2, 7 days on Free."""
+        return timedelta(days=30 if self.settings.entra_id_p1 else 7)
+
+    def service_principal(self, object_id: str) -> ServicePrincipalRecord | None:
+        k = object_id.lower()
+        found = self.service_principals.get(k)
+        if found:
+            return found
+        for app in self.apps.values():
+            if app.service_principal_id.lower() == k:
+                return ServicePrincipalRecord(
+                    app.service_principal_id, app.client_id, app.display_name
+                )
+        return None
+
+    def audit(
+        self,
+        activity: str,
+        when: datetime,
+        *,
+        service: str,
+        category: str,
+        operation_type: str,
+        result_reason: str,
+        initiated_by: dict[str, Any],
+        targets: list[dict[str, Any]],
+        details: list[tuple[str, str]] | None = None,
+    ) -> AuditRecord:
+        """Append one directory audit event."""
+        record = AuditRecord(
+            id=f"{service.replace(' ', '')}_{secrets.token_hex(8)}",
+            activity=activity,
+            when=when,
+            category=category,
+            service=service,
+            operation_type=operation_type,
+            result_reason=result_reason,
+            initiated_by=initiated_by,
+            targets=targets,
+            details=list(details or ()),
+        )
+        self.audits.append(record)
+        return record
 
     def matches(self, key: str) -> bool:
         k = key.lower()
@@ -258,12 +434,16 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value else None
 
 
+def stable_user_id(tenant: TenantSeed, seed: UserSeed) -> str:
+    return seed.id or stable_id(tenant.tenant_id, "user", seed.upn)
+
+
 def _user_from_seed(tenant: TenantSeed, seed: UserSeed) -> UserRecord:
     proxies = seed.proxy_addresses
     if proxies is None:
         proxies = [f"SMTP:{seed.mail or seed.upn}"]
     user = UserRecord(
-        id=seed.id or stable_id(tenant.tenant_id, "user", seed.upn),
+        id=stable_user_id(tenant, seed),
         upn=seed.upn,
         display_name=seed.display_name or seed.upn.split("@", 1)[0],
         mail=seed.mail,
@@ -297,6 +477,224 @@ def _user_from_seed(tenant: TenantSeed, seed: UserSeed) -> UserRecord:
     return user
 
 
+def initiated_by_user(user: UserRecord, ip: str | None = None) -> dict[str, Any]:
+    return {
+        "user": {
+            "id": user.id,
+            "displayName": user.display_name,
+            "userPrincipalName": user.upn,
+            "ipAddress": ip,
+        },
+        "app": None,
+    }
+
+
+def initiated_by_app(app: AppRecord | None) -> dict[str, Any]:
+    return {
+        "user": None,
+        "app": {
+            "appId": app.client_id if app else None,
+            "displayName": app.display_name if app else None,
+            "servicePrincipalId": app.service_principal_id if app else None,
+            "servicePrincipalName": None,
+        },
+    }
+
+
+def user_target(user: UserRecord) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "displayName": user.display_name,
+        "type": "User",
+        "userPrincipalName": user.upn,
+        "modifiedProperties": [],
+    }
+
+
+def _method_from_seed(ts: TenantState, user: UserRecord, seed: AuthMethodSeed) -> AuthMethodRecord:
+    if seed.type == "phone":
+        method_id = PHONE_METHOD_IDS[seed.phone_type]
+    else:
+        index = sum(1 for m in user.auth_methods if m.kind == seed.type)
+        method_id = stable_id(user.id, "method", seed.type, str(index))
+    return AuthMethodRecord(
+        id=method_id,
+        kind=seed.type,
+        display_name=seed.display_name,
+        created=seed.registered,
+        is_default=seed.default,
+        phone_number=seed.phone_number,
+        phone_type=seed.phone_type if seed.type == "phone" else None,
+        email_address=seed.email_address,
+        passwordless=seed.passwordless,
+    )
+
+
+def record_registration(
+    ts: TenantState,
+    user: UserRecord,
+    method: AuthMethodRecord,
+    when: datetime,
+    *,
+    by_admin: bool,
+    ip: str | None = None,
+    app: AppRecord | None = None,
+) -> None:
+    """The "User/Admin registered security info" event for a new method."""
+    label = METHOD_LABELS.get(method.kind, method.kind)
+    if by_admin:
+        admin = next(
+            (
+                u
+                for u in ts.users.values()
+                if ROLE_TEMPLATES["Global Administrator"] in u.directory_roles
+            ),
+            None,
+        )
+        initiator = initiated_by_app(app) if app or admin is None else initiated_by_user(admin, ip)
+        activity, reason = "Admin registered security info", f"Admin registered {label} for user"
+    else:
+        initiator = initiated_by_user(user, ip)
+        activity, reason = "User registered security info", f"User registered {label}"
+    ts.audit(
+        activity,
+        when,
+        service="Authentication Methods",
+        category="UserManagement",
+        operation_type="Add",
+        result_reason=reason,
+        initiated_by=initiator,
+        targets=[user_target(user)],
+    )
+
+
+def _resource_sp(ts: TenantState, name: str) -> ServicePrincipalRecord:
+    app_id = RESOURCE_APPS[name]
+    sp_id = stable_id(ts.tenant_id, "servicePrincipal", app_id)
+    sp = ts.service_principals.get(sp_id)
+    if sp is None:
+        sp = ServicePrincipalRecord(sp_id, app_id, name, "Microsoft Services")
+        ts.service_principals[sp_id] = sp
+    return sp
+
+
+def grant_id(client_id: str, principal_id: str, resource_id: str) -> str:
+    """Graph's grant ids are opaque base64url strings; derived here so they survive a reset."""
+    raw = hashlib.sha256(f"{client_id}|{principal_id}|{resource_id}".encode()).digest()[:33]
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _grant_from_seed(ts: TenantState, user: UserRecord, seed: OAuthGrantSeed) -> None:
+    app_id = seed.app_id or stable_id(ts.tenant_id, "thirdPartyApp", seed.app)
+    sp_id = stable_id(ts.tenant_id, "servicePrincipal", app_id)
+    client = ts.service_principals.setdefault(
+        sp_id, ServicePrincipalRecord(sp_id, app_id, seed.app, seed.publisher)
+    )
+    resource = _resource_sp(ts, seed.resource)
+    gid = grant_id(client.id, user.id, resource.id)
+    ts.grants[gid] = GrantRecord(gid, client.id, user.id, resource.id, list(seed.scopes))
+    if seed.consented is not None:
+        ts.audit(
+            "Consent to application",
+            seed.consented,
+            service="Core Directory",
+            category="ApplicationManagement",
+            operation_type="Assign",
+            result_reason="",
+            initiated_by=initiated_by_user(user, seed.consented_from_ip),
+            targets=[
+                {
+                    "id": client.id,
+                    "displayName": client.display_name,
+                    "type": "ServicePrincipal",
+                    "userPrincipalName": None,
+                    "modifiedProperties": [
+                        {
+                            "displayName": "ConsentContext.IsAdminConsent",
+                            "oldValue": None,
+                            "newValue": '"False"',
+                        },
+                        {
+                            "displayName": "ConsentAction.Permissions",
+                            "oldValue": None,
+                            "newValue": '"Scope: ' + " ".join(seed.scopes) + '"',
+                        },
+                    ],
+                }
+            ],
+        )
+
+
+def _sent_mail_from_seed(ts: TenantState, user: UserRecord, seed: SentMailSeed) -> None:
+    pool = list(seed.recipients)
+    domains = seed.recipient_domains or ["example.com"]
+    for i in range(seed.generated_recipients):
+        digest = hashlib.sha256(f"{user.id}|{i}".encode()).hexdigest()[:6]
+        pool.append(f"contact{i:04d}.{digest}@{domains[i % len(domains)]}")
+    step = timedelta(hours=seed.hours) / seed.messages
+    cursor = 0
+    for n in range(seed.messages):
+        received = (seed.start + step * n).replace(microsecond=0)
+        trace_id = stable_id(user.id, "trace", seed.start.isoformat(), str(n))
+        subject = seed.subjects[n % len(seed.subjects)]
+        for _ in range(seed.recipients_per_message):
+            recipient = pool[cursor % len(pool)]
+            cursor += 1
+            ts.message_trace.append(
+                TraceRow(
+                    trace_id=trace_id,
+                    received=received,
+                    sender=user.primary_smtp,
+                    recipient=recipient,
+                    subject=subject,
+                    status=seed.status,
+                    from_ip=seed.from_ip,
+                    size=18_000 + (n % 7) * 1_000,
+                )
+            )
+
+
+def _compromise_from_seed(ts: TenantState, user: UserRecord, seed: UserSeed) -> None:
+    """Sign-in methods, delegates, sign-ins, grants and sent mail of one seeded user."""
+    for m in seed.auth_methods:
+        method = _method_from_seed(ts, user, m)
+        user.auth_methods.append(method)
+        if m.registered is not None:
+            record_registration(
+                ts,
+                user,
+                method,
+                m.registered,
+                by_admin=m.registered_by == "admin",
+                ip=m.registered_from_ip,
+            )
+    user.mailbox_permissions = [
+        PermissionRecord(p.user, list(p.access_rights)) for p in seed.mailbox_permissions
+    ]
+    user.send_as = list(seed.send_as)
+    user.send_on_behalf = list(seed.send_on_behalf)
+    for si in seed.sign_ins:
+        for k in range(si.repeat):
+            when = si.when + timedelta(hours=si.every_hours * k)
+            user.sign_ins.append(
+                SignInRecord(
+                    id=stable_id(user.id, "signin", when.isoformat(), si.ip, str(k)),
+                    when=when,
+                    ip=si.ip,
+                    country=si.country,
+                    city=si.city,
+                    app=si.app,
+                    client_app=si.client_app,
+                    error_code=si.error_code,
+                    failure_reason=si.failure_reason,
+                )
+            )
+    for g in seed.oauth_grants:
+        _grant_from_seed(ts, user, g)
+    for sent in seed.sent_mail:
+        _sent_mail_from_seed(ts, user, sent)
+
+
 class EmulatorState:
     """All tenants. Use ``with state.lock:`` around multi-step reads in tests."""
 
@@ -322,6 +720,8 @@ class EmulatorState:
             for u in t.users:
                 user = _user_from_seed(t, u)
                 ts.users[user.id] = user
+            for u in t.users:
+                _compromise_from_seed(ts, ts.users[stable_user_id(t, u)], u)
             for r in t.restricted:
                 created = r.created or utcnow()
                 ts.restricted[r.address.lower()] = RestrictedEntry(
@@ -418,12 +818,15 @@ class EmulatorState:
         return entry
 
     def add_user(self, tenant: str, upn: str, **fields: Any) -> UserRecord:
-        """Add a user; ``fields`` are those of a seed user (display_name, mail, synced...)."""
+        """Add a user; ``fields`` are those of a seed user (display_name, mail, synced,
+        auth_methods, sign_ins, oauth_grants, sent_mail...)."""
         with self.lock:
             ts = self.tenant(tenant)
             seed = TenantSeed(name=ts.name, tenant_id=ts.tenant_id, domain=ts.domain)
-            user = _user_from_seed(seed, UserSeed(upn=upn, **fields))
+            user_seed = UserSeed(upn=upn, **fields)
+            user = _user_from_seed(seed, user_seed)
             ts.users[user.id] = user
+            _compromise_from_seed(ts, user, user_seed)
             return user
 
     def update_settings(self, tenant: str, **settings: Any) -> TenantSettings:
@@ -446,6 +849,17 @@ class EmulatorState:
                     "users": [u.summary() for u in ts.users.values()],
                     "restricted": [e.summary() for e in ts.visible_restricted()],
                     "unblock_counts": dict(ts.unblock_counts),
+                    "oauthGrants": [
+                        {
+                            "id": g.id,
+                            "principalId": g.principal_id,
+                            "app": sp.display_name
+                            if (sp := ts.service_principal(g.client_id))
+                            else None,
+                            "scope": " ".join(g.scopes),
+                        }
+                        for g in ts.grants.values()
+                    ],
                     "apps": [
                         {
                             "name": a.name,

@@ -15,8 +15,10 @@ from .errors import (
     AuthError,
     ConfigurationError,
     ConnectionFailedError,
+    DefaultMethodError,
     InvalidIdentifierError,
     InvalidRequestError,
+    LicenseRequiredError,
     M365Error,
     NotFoundError,
     OutcomeUnknownError,
@@ -29,6 +31,7 @@ from .errors import (
 )
 from .exchange import ExchangeAdminClient
 from .graph import GraphClient
+from .limits import Limit, RequestLimiter
 from .reason import parse_reason
 from .retry import RetryPolicy
 from .transport import Transport
@@ -38,16 +41,20 @@ __all__ = [
     "AuthError",
     "ConfigurationError",
     "ConnectionFailedError",
+    "DefaultMethodError",
     "ExchangeAdminClient",
     "GraphClient",
     "InvalidIdentifierError",
     "InvalidRequestError",
+    "LicenseRequiredError",
+    "Limit",
     "M365Clients",
     "M365Error",
     "MsalTokenProvider",
     "NotFoundError",
     "OutcomeUnknownError",
     "PermissionDeniedError",
+    "RequestLimiter",
     "RetryPolicy",
     "ServiceUnavailableError",
     "TenantConfig",
@@ -72,20 +79,35 @@ class M365Clients:
     transport: Transport
 
 
-def build_clients(config: TenantConfig, *, retry_policy: RetryPolicy | None = None) -> M365Clients:
+def build_clients(
+    config: TenantConfig,
+    *,
+    retry_policy: RetryPolicy | None = None,
+    limiter: RequestLimiter | None = None,
+) -> M365Clients:
     """Clients for one tenant sharing one session, one retry policy and one token provider.
 
-    No network I/O happens here: the MSAL application is built on the first token request.
+    Requests Microsoft limits per app and tenant wait in ``limiter`` (default: the process-wide
+    :data:`m365.limits.SHARED`). No network I/O happens here: the MSAL application is built on
+    the first token request.
     """
     transport = Transport(
         ca_bundle=config.ca_bundle,
         connect_timeout=config.connect_timeout,
         read_timeout=config.read_timeout,
         retry_policy=retry_policy,
+        limiter=limiter,
     )
     tokens = MsalTokenProvider(config)
     return M365Clients(
-        graph=GraphClient(transport, tokens, config.graph_base, config.graph_resource),
+        graph=GraphClient(
+            transport,
+            tokens,
+            config.graph_base,
+            config.graph_resource,
+            tenant_id=config.tenant_id,
+            client_id=config.client_id,
+        ),
         exchange=ExchangeAdminClient(
             transport,
             tokens,
@@ -93,6 +115,7 @@ def build_clients(config: TenantConfig, *, retry_policy: RetryPolicy | None = No
             config.exchange_resource,
             config.tenant_id,
             config.tenant_domain,
+            client_id=config.client_id,
         ),
         tokens=tokens,
         transport=transport,

@@ -16,8 +16,10 @@ Errors are raised at a single boundary (``m365.transport``), so callers never se
     └── ApiError                   Microsoft answered with a definite "no"; do not retry
         ├── NotFoundError          Request_ResourceNotFound / ManagementObjectNotFoundException
         ├── PermissionDeniedError  401 / 403: missing application permission or directory role
+        │   └── LicenseRequiredError  403: the tenant lacks the licence (sign-ins need Entra ID P1)
         ├── InvalidRequestError    400: bad input, password complexity, synced user
-        │   └── InvalidIdentifierError  refused locally before any request (also a ValueError)
+        │   ├── InvalidIdentifierError  refused locally before any request (also a ValueError)
+        │   └── DefaultMethodError  the user's default sign-in method while others exist
         └── UnblockLimitError      Microsoft's per-account unblock cap; only Microsoft Support helps
 
 Messages never contain credentials, tokens or passwords; they are safe to log and to
@@ -132,8 +134,21 @@ class PermissionDeniedError(ApiError):
     """401/403: the app lacks an application permission or an Entra role. Not retryable."""
 
 
+class LicenseRequiredError(PermissionDeniedError):
+    """403 ``Authentication_RequestFromNonPremiumTenantOrB2CTenant``: the sign-in logs API needs
+    Microsoft Entra ID P1 or P2 in the tenant. Not retryable: no permission or role helps."""
+
+
 class InvalidRequestError(ApiError):
     """400: refused as given (complexity, synced user, bad parameter). Not retryable."""
+
+
+class DefaultMethodError(InvalidRequestError):
+    """400: the sign-in method is the user's default MFA method and other methods exist.
+
+    Not retryable as such: delete the user's other methods first, or have the default changed
+    (Graph v1.0 cannot change it), then delete this one.
+    """
 
 
 class InvalidIdentifierError(InvalidRequestError, ValueError):

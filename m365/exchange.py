@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -23,13 +23,31 @@ from pydantic import ValidationError
 from .auth import TokenProvider
 from .errors import ApiError, NotFoundError
 from .identifiers import path_segment, validate_address, validate_identity
-from .models import InboxRule, MailboxForwarding, Receipt, RestrictedSender, RestrictionReason
+from .limits import MESSAGE_TRACE, LimitKey
+from .models import (
+    InboxRule,
+    MailboxForwarding,
+    MailboxPermission,
+    MessageTrace,
+    MessageTraceRow,
+    Receipt,
+    RecipientPermission,
+    RestrictedSender,
+    RestrictionReason,
+)
 from .reason import parse_reason
 from .transport import ApiResponse, Transport, ensure_next_link
 
 SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
 PAGE_SIZE = 1000
 _MAX_PAGES = 1000
+SELF = "nt authority\\self"
+GENERIC_HASHTABLE = "#Exchange.GenericHashTable"
+# Get-MessageTraceV2 (learn.microsoft.com, Get-MessageTraceV2): at most 10 days per query,
+# ResultSize 1..5000 (default 1000), no paging: continue with StartingRecipientAddress + EndDate.
+TRACE_MAX_SPAN = timedelta(days=10)
+TRACE_MAX_RESULT_SIZE = 5000
+TRACE_MAX_ROWS = 50_000
 
 
 class _Null:
@@ -41,7 +59,7 @@ class _Null:
 
 NULL: Final = _Null()
 
-ParamValue = str | int | bool | list[str] | _Null | None
+ParamValue = str | int | bool | list[str] | dict[str, str] | _Null | None
 
 
 def _cmdlet_body(cmdlet: str, parameters: Mapping[str, ParamValue]) -> dict[str, Any]:
@@ -139,6 +157,46 @@ def _parse_inbox_rule(item: Mapping[str, Any]) -> InboxRule | None:
     )
 
 
+def _rights(value: object) -> tuple[str, ...]:
+    """``AccessRights`` as a list, or as Exchange's comma-separated text ("FullAccess, ...")."""
+    if isinstance(value, str):
+        return tuple(r.strip() for r in value.split(",") if r.strip())
+    return _strings(value)
+
+
+def _is_delegate(item: Mapping[str, Any], who: str) -> bool:
+    """Not SELF, not inherited from the database, not a deny entry."""
+    return (
+        who.lower() != SELF
+        and not _bool(item.get("IsInherited"), False)
+        and not _bool(item.get("Deny"), False)
+    )
+
+
+def trace_datetime(value: datetime) -> str:
+    """``StartDate``/``EndDate`` for Get-MessageTraceV2: UTC, ISO 8601 with ``Z``."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_trace_row(item: Mapping[str, Any]) -> MessageTraceRow | None:
+    received = _datetime(item.get("Received"))
+    recipient = _str(item.get("RecipientAddress"))
+    if received is None or recipient is None:
+        return None
+    if received.tzinfo is None:
+        received = received.replace(tzinfo=UTC)
+    return MessageTraceRow(
+        message_trace_id=_str(item.get("MessageTraceId")),
+        received=received,
+        sender_address=_str(item.get("SenderAddress")),
+        recipient_address=recipient,
+        subject=item.get("Subject") if isinstance(item.get("Subject"), str) else None,
+        status=_str(item.get("Status")),
+    )
+
+
 class ExchangeAdminClient:
     """The Exchange Online cmdlets of the playbook. Thread-safe (transport and tokens are)."""
 
@@ -150,6 +208,8 @@ class ExchangeAdminClient:
         resource: str,
         tenant_id: str,
         tenant_domain: str | None = None,
+        *,
+        client_id: str | None = None,
     ) -> None:
         self._transport = transport
         self._tokens = tokens
@@ -157,6 +217,7 @@ class ExchangeAdminClient:
         self.resource = resource
         self.tenant_id = tenant_id
         self.tenant_domain = tenant_domain
+        self.client_id = client_id or ""  # whose message-trace budget we spend (m365.limits)
         self.endpoint = f"{self.base_url}/{path_segment(tenant_id)}/InvokeCommand"
 
     def __repr__(self) -> str:
@@ -176,7 +237,13 @@ class ExchangeAdminClient:
         }
 
     def _post(
-        self, url: str, cmdlet: str, body: Mapping[str, Any], *, resend_ambiguous: bool = True
+        self,
+        url: str,
+        cmdlet: str,
+        body: Mapping[str, Any],
+        *,
+        resend_ambiguous: bool = True,
+        bucket: str | None = None,
     ) -> ApiResponse:
         return self._transport.request(
             "POST",
@@ -187,6 +254,7 @@ class ExchangeAdminClient:
             json_body=body,
             headers=self._headers(cmdlet),
             resend_ambiguous=resend_ambiguous,
+            limit=LimitKey(self.tenant_id, self.client_id, bucket) if bucket else None,
         )
 
     def invoke(
@@ -200,7 +268,7 @@ class ExchangeAdminClient:
         return self._post(self.endpoint, cmdlet, body, resend_ambiguous=resend_ambiguous)
 
     def _objects(
-        self, cmdlet: str, parameters: Mapping[str, ParamValue]
+        self, cmdlet: str, parameters: Mapping[str, ParamValue], *, bucket: str | None = None
     ) -> Iterator[dict[str, Any]]:
         """Every object a cmdlet returns, across pages, companion keys dropped."""
         body = _cmdlet_body(cmdlet, parameters)
@@ -208,7 +276,7 @@ class ExchangeAdminClient:
         for _ in range(_MAX_PAGES):
             if url is None:
                 return
-            payload = self._post(url, cmdlet, body).json_object()
+            payload = self._post(url, cmdlet, body, bucket=bucket).json_object()
             values = payload.get("value", payload.get("Value"))
             if isinstance(values, list):
                 yield from (_clean(v) for v in values if isinstance(v, dict))
@@ -330,3 +398,176 @@ class ExchangeAdminClient:
         rule = validate_identity(identity, "identity")
         response = self.invoke("Disable-InboxRule", {"Mailbox": mbx, "Identity": rule})
         return self._receipt("disable_inbox_rule", rule, response)
+
+    # -- mailbox delegates -------------------------------------------------------------------
+
+    def get_mailbox_permissions(self, identity: str) -> list[MailboxPermission]:
+        """``Get-MailboxPermission -Identity``: the delegates (Full Access and other rights),
+        without ``NT AUTHORITY\\SELF``, inherited and deny entries. Read-only."""
+        ident = validate_identity(identity)
+        out: list[MailboxPermission] = []
+        for item in self._objects("Get-MailboxPermission", {"Identity": ident}):
+            user = _str(item.get("User"))
+            if user is None or not _is_delegate(item, user):
+                continue
+            out.append(
+                MailboxPermission(
+                    identity=_str(item.get("Identity")) or ident,
+                    user=user,
+                    access_rights=_rights(item.get("AccessRights")),
+                )
+            )
+        return out
+
+    def get_recipient_permissions(self, identity: str) -> list[RecipientPermission]:
+        """``Get-RecipientPermission -Identity``: who may Send As the mailbox (``Trustee``), without
+        SELF, inherited and deny entries. Read-only."""
+        ident = validate_identity(identity)
+        out: list[RecipientPermission] = []
+        for item in self._objects("Get-RecipientPermission", {"Identity": ident}):
+            trustee = _str(item.get("Trustee"))
+            if trustee is None or not _is_delegate(item, trustee):
+                continue
+            out.append(
+                RecipientPermission(
+                    identity=_str(item.get("Identity")) or ident,
+                    trustee=trustee,
+                    access_rights=_rights(item.get("AccessRights")),
+                )
+            )
+        return out
+
+    def get_send_on_behalf(self, identity: str) -> tuple[str, ...]:
+        """``GrantSendOnBehalfTo`` of ``Get-Mailbox -Identity``: who may send on behalf of the
+        mailbox, as Exchange names them. ``NotFoundError`` without a mailbox. Read-only."""
+        ident = validate_identity(identity)
+        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
+        if not items:
+            raise NotFoundError(
+                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
+            )
+        return _strings(items[0].get("GrantSendOnBehalfTo"))
+
+    def remove_mailbox_permission(
+        self, identity: str, user: str, access_rights: tuple[str, ...] = ("FullAccess",)
+    ) -> Receipt:
+        """``Remove-MailboxPermission -Identity -User -AccessRights -Confirm:$false``.
+
+        Idempotent: removing an absent entry changes nothing (Exchange answers with a warning);
+        callers re-read with :meth:`get_mailbox_permissions` to tell the two apart.
+        """
+        ident = validate_identity(identity)
+        who = validate_identity(user, "user")
+        rights = [validate_identity(r, "access right") for r in access_rights]
+        response = self.invoke(
+            "Remove-MailboxPermission",
+            {"Identity": ident, "User": who, "AccessRights": rights, "Confirm": False},
+        )
+        return self._receipt("remove_mailbox_permission", who, response)
+
+    def remove_recipient_permission(
+        self, identity: str, trustee: str, access_rights: tuple[str, ...] = ("SendAs",)
+    ) -> Receipt:
+        """``Remove-RecipientPermission -Identity -Trustee -AccessRights SendAs -Confirm:$false``.
+        Idempotent as above."""
+        ident = validate_identity(identity)
+        who = validate_identity(trustee, "trustee")
+        rights = [validate_identity(r, "access right") for r in access_rights]
+        response = self.invoke(
+            "Remove-RecipientPermission",
+            {"Identity": ident, "Trustee": who, "AccessRights": rights, "Confirm": False},
+        )
+        return self._receipt("remove_recipient_permission", who, response)
+
+    def remove_send_on_behalf(self, identity: str, delegate: str) -> Receipt:
+        """Take one delegate off ``GrantSendOnBehalfTo``, leaving the others: ``Set-Mailbox
+        -GrantSendOnBehalfTo @{remove=...}``, sent as an ``#Exchange.GenericHashTable``.
+        Idempotent: an absent delegate leaves the mailbox unchanged."""
+        ident = validate_identity(identity)
+        who = validate_identity(delegate, "delegate")
+        response = self.invoke(
+            "Set-Mailbox",
+            {
+                "Identity": ident,
+                "GrantSendOnBehalfTo": {"@odata.type": GENERIC_HASHTABLE, "remove": who},
+                "Confirm": False,
+            },
+        )
+        return self._receipt("remove_send_on_behalf", who, response)
+
+    # -- message trace -------------------------------------------------------------------------
+
+    def get_message_trace(
+        self,
+        sender_address: str,
+        start: datetime,
+        end: datetime,
+        *,
+        result_size: int = TRACE_MAX_RESULT_SIZE,
+        max_rows: int = TRACE_MAX_ROWS,
+    ) -> MessageTrace:
+        """What ``sender_address`` sent between ``start`` and ``end`` (``Get-MessageTraceV2``).
+
+        The window is cut into queries of at most 10 days, newest first. A query that returns
+        ``result_size`` rows is continued with ``EndDate`` = the last row's ``Received`` and
+        ``StartingRecipientAddress`` = its recipient, as Microsoft documents (the cmdlet has no
+        paging). Rows are de-duplicated. Stops at ``max_rows`` with ``complete=False``.
+        Microsoft searches the last 90 days only; older windows are the caller's to avoid.
+        Each query spends the tenant's 100-queries-per-5-minutes budget (``m365.limits``).
+        Read-only: safe to retry.
+        """
+        sender = validate_address(sender_address, "sender_address")
+        if not 1 <= result_size <= TRACE_MAX_RESULT_SIZE:
+            raise ValueError(f"result_size must be 1..{TRACE_MAX_RESULT_SIZE}")
+        start_utc, end_utc = _as_utc(start), _as_utc(end)
+        if end_utc <= start_utc:
+            raise ValueError("the message trace window must end after it starts")
+        rows: dict[tuple[str | None, str, datetime], MessageTraceRow] = {}
+        queries = 0
+        complete = True
+        slice_end = end_utc
+        while slice_end > start_utc and complete:
+            slice_start = max(start_utc, slice_end - TRACE_MAX_SPAN)
+            params: dict[str, ParamValue] = {
+                "SenderAddress": sender,
+                "StartDate": trace_datetime(slice_start),
+                "EndDate": trace_datetime(slice_end),
+                "ResultSize": result_size,
+            }
+            previous: tuple[object, object] | None = None
+            while True:
+                items = list(self._objects("Get-MessageTraceV2", params, bucket=MESSAGE_TRACE))
+                queries += 1
+                for item in items:
+                    row = _parse_trace_row(item)
+                    if row is not None:
+                        rows.setdefault(
+                            (row.message_trace_id, row.recipient_address.lower(), row.received),
+                            row,
+                        )
+                if len(rows) >= max_rows:
+                    complete = False
+                    break
+                if len(items) < result_size:
+                    break
+                last = items[-1]
+                marker = (last.get("Received"), last.get("RecipientAddress"))
+                if marker == previous or not all(isinstance(v, str) for v in marker):
+                    break  # no progress: never loop on the same page
+                previous = marker
+                params["EndDate"] = str(marker[0])
+                params["StartingRecipientAddress"] = str(marker[1])
+            slice_end = slice_start
+        ordered = sorted(rows.values(), key=lambda r: (r.received, r.recipient_address.lower()))
+        return MessageTrace(
+            sender_address=sender,
+            start=start_utc,
+            end=end_utc,
+            rows=tuple(ordered[:max_rows]),
+            queries=queries,
+            complete=complete,
+        )
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)

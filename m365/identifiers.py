@@ -80,6 +80,17 @@ def validate_guid(value: object, what: str = "id") -> str:
     return value.strip()
 
 
+_OPAQUE_ID = re.compile(r"^[A-Za-z0-9_\-=.+]{1,200}$", re.ASCII)
+
+
+def validate_opaque_id(value: object, what: str = "id") -> str:
+    """A Graph object id that is not always a GUID (authentication methods, permission grants):
+    letters, digits and ``_ - = . +`` only, at most 200 characters."""
+    if not isinstance(value, str) or not _OPAQUE_ID.fullmatch(value.strip()):
+        raise InvalidIdentifier(f"{what} is not a Graph object id ({_describe(value)})")
+    return value.strip()
+
+
 def validate_identity(value: object, what: str = "identity") -> str:
     """An Exchange ``-Identity``/``-Mailbox`` value: printable and bounded."""
     if not isinstance(value, str):

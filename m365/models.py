@@ -139,3 +139,141 @@ class Receipt(_Model):
     target: str
     request_id: str | None = None
     status: int
+
+
+# -- eviction evidence ---------------------------------------------------------------------------
+
+PASSWORD_METHOD_TYPE = "password"  # noqa: S105 - a method type name, not a secret
+
+
+class AuthenticationMethod(_Model):
+    """One sign-in method of a user (Graph ``/users/{id}/authentication/methods``).
+
+    ``method_type`` is the ``@odata.type`` without ``#microsoft.graph.`` and
+    ``AuthenticationMethod`` (``phone``, ``microsoftAuthenticator``, ``fido2``...).
+    ``created`` is Graph's ``createdDateTime``: null for many types (see docs/eviction-evidence.md).
+    ``detail`` is what tells two methods of a type apart (phone number, e-mail address, device tag).
+    """
+
+    id: str
+    method_type: str
+    display_name: str | None = None
+    created: datetime | None = None
+    detail: str | None = None
+
+    @property
+    def is_password(self) -> bool:
+        return self.method_type == PASSWORD_METHOD_TYPE
+
+
+class AuditTarget(_Model):
+    """One ``targetResources`` entry of a directory audit event."""
+
+    id: str | None = None
+    display_name: str | None = None
+    type: str | None = None
+    user_principal_name: str | None = None
+
+
+class DirectoryAudit(_Model):
+    """A directory audit event (Graph ``auditLogs/directoryAudits``)."""
+
+    id: str
+    activity: str
+    activity_time: datetime
+    category: str | None = None
+    service: str | None = None
+    result: str | None = None
+    result_reason: str | None = None
+    initiated_by_user_id: str | None = None
+    initiated_by_user: str | None = None
+    initiated_by_app_id: str | None = None
+    initiated_by_app: str | None = None
+    targets: tuple[AuditTarget, ...] = ()
+    details: tuple[tuple[str, str], ...] = ()
+
+
+class SignIn(_Model):
+    """An interactive sign-in (Graph v1.0 ``auditLogs/signIns``). IP and place are personal data."""
+
+    id: str
+    created: datetime
+    app_display_name: str | None = None
+    resource_display_name: str | None = None
+    client_app_used: str | None = None
+    ip_address: str | None = None
+    country: str | None = None
+    city: str | None = None
+    error_code: int = 0
+    failure_reason: str | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.error_code == 0
+
+
+class ServicePrincipal(_Model):
+    """An application's service principal in the tenant (Graph ``servicePrincipals/{id}``)."""
+
+    id: str
+    app_id: str | None = None
+    display_name: str | None = None
+    publisher: str | None = None
+
+
+class OAuth2Grant(_Model):
+    """A delegated permission grant the user consented to (``consentType`` Principal).
+
+    ``client_id`` is the object id of the client app's service principal; Graph records no time.
+    """
+
+    id: str
+    client_id: str
+    client_display_name: str | None = None
+    consent_type: str = "Principal"
+    principal_id: str | None = None
+    resource_id: str | None = None
+    resource_display_name: str | None = None
+    scopes: tuple[str, ...] = ()
+
+
+class MailboxPermission(_Model):
+    """A ``Get-MailboxPermission`` entry that is a real delegate: not inherited, not a deny
+    entry, not ``NT AUTHORITY\\SELF``."""
+
+    identity: str
+    user: str
+    access_rights: tuple[str, ...] = ()
+
+
+class RecipientPermission(_Model):
+    """A non-inherited, allowing ``Get-RecipientPermission`` entry (Send As) other than SELF."""
+
+    identity: str
+    trustee: str
+    access_rights: tuple[str, ...] = ()
+
+
+class MessageTraceRow(_Model):
+    """One row of ``Get-MessageTraceV2``: one message to one recipient. Subject is personal data."""
+
+    message_trace_id: str | None = None
+    received: datetime
+    sender_address: str | None = None
+    recipient_address: str
+    subject: str | None = None
+    status: str | None = None
+
+
+class MessageTrace(_Model):
+    """Every row of a window, gathered in slices of at most 10 days and continued past the row cap.
+
+    ``complete`` is false when the client stopped at its own row ceiling.
+    """
+
+    sender_address: str
+    start: datetime
+    end: datetime
+    rows: tuple[MessageTraceRow, ...] = ()
+    queries: int = 0
+    complete: bool = True

@@ -5,7 +5,10 @@ decides *how long* to wait: ``Retry-After`` when the service sent one (seconds, 
 or an HTTP-date), otherwise exponential backoff with full jitter. Every wait is bounded by
 ``max_wait_seconds`` and the whole call by ``max_attempts`` and ``max_total_seconds``. When the
 service asks for a wait longer than the remaining budget the policy gives up at once and re-raises
-the error, whose ``retry_after`` tells a higher layer (a Prefect task retry) how long to wait.
+the error, whose ``retry_after`` tells a higher layer (a Prefect task retry) how long to wait; a
+wait longer than ``max_wait_seconds`` is named in the error's message. Where the service gives the
+wait only in its error text (Exchange: "... Retry after N seconds"), the transport reads it into
+``retry_after`` so it is honoured the same way.
 """
 
 from __future__ import annotations
@@ -126,6 +129,13 @@ class RetryPolicy:
                     )
                     if exc.retry_after is None:
                         exc.retry_after = wait
+                    elif "longer than this call may" not in exc.message:
+                        allowed = max(0.0, min(self.max_wait_seconds, remaining))
+                        exc.message = (
+                            f"{exc.message} (the service asks to wait {wait:g}s, longer than "
+                            f"this call may still wait: {allowed:.1f}s; retry later)"
+                        )
+                        exc.args = (exc.message,)
                     raise
                 log.info(
                     "%s: %s; retry %d in %.2fs",

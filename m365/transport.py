@@ -9,9 +9,19 @@ Error bodies understood:
 - Graph: ``{"error":{"code","message","innerError":{"request-id",...}}}``, ``request-id`` header;
 - Exchange admin API: ``error.details[].message`` = ``"<id>|<exception type>|<text>"``, then
   ``error.innererror.internalexception.message``, then ``error.message``; ``Request-Id`` header;
-- plain text (the Exchange concurrency throttle), recognised by its Content-Type.
+- plain text (the Exchange concurrency throttle), recognised by its Content-Type;
+- no body at all (an Exchange 401): the reason comes from the ``WWW-Authenticate`` and
+  ``x-ms-diagnostics`` headers.
+
+Beyond the status code: a 429 without ``Retry-After`` whose text names the wait ("... Retry after
+N seconds", "Suggested backoff time: N seconds") carries that wait; Exchange's
+``CommandNotFoundException`` means the app's role does not include the cmdlet (a permission
+problem, not a bad request); Graph's ``Authentication_RequestFromNonPremiumTenantOrB2CTenant``
+means the tenant lacks Entra ID P1; the "default method" 400 of an authentication-method DELETE
+is its own class.
 
 A 401 makes the transport invalidate the cached token and repeat the call once with a fresh one.
+Requests in a bucket Microsoft limits (``m365.limits``) wait for a slot before each send.
 """
 
 from __future__ import annotations
@@ -32,7 +42,9 @@ from .errors import (
     ApiError,
     ConfigurationError,
     ConnectionFailedError,
+    DefaultMethodError,
     InvalidRequestError,
+    LicenseRequiredError,
     M365Error,
     NotFoundError,
     OutcomeUnknownError,
@@ -41,6 +53,7 @@ from .errors import (
     ThrottledError,
     UnblockLimitError,
 )
+from .limits import SHARED, LimitKey, RequestLimiter
 from .retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("m365.transport")
@@ -57,6 +70,23 @@ UNBLOCK_LIMIT_EXCEPTIONS = ("UnblockLimitExceededException",)
 _UNBLOCK_LIMIT_TEXT = re.compile(r"exceeded the unblock limit", re.IGNORECASE)
 _NOT_FOUND_TEXT = re.compile(r"couldn't be found|couldn't find|could not be found", re.IGNORECASE)
 _SERVICE_UNAVAILABLE = frozenset({408, 500, 502, 503, 504})
+# The wait an Exchange throttle states in its text only ("... Retry after 30 seconds", goosey's
+# "Suggested backoff time: 30 seconds").
+_WAIT_IN_TEXT = re.compile(
+    r"(?:retry\s+after|backoff\s+time:?)\s+(\d{1,6}(?:\.\d{1,3})?)\s*(?:seconds?|s)\b",
+    re.IGNORECASE,
+)
+COMMAND_NOT_FOUND = "CommandNotFoundException"
+_COMMAND_NAME = re.compile(r"The term '([A-Za-z]{1,20}-[A-Za-z0-9]{1,60})' is not recognized")
+# Exchange Administrator holds every cmdlet the playbook runs (app-only-auth-powershell-v2).
+EXCHANGE_ROLE_TO_ASSIGN = "Exchange Administrator"
+NON_PREMIUM_TENANT = "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+# Two texts seen for one rule (both 400 badRequest): the default MFA method cannot be deleted while
+# the user has other methods.
+_DEFAULT_METHOD_TEXT = re.compile(
+    r"delete default method|current default authentication method", re.IGNORECASE
+)
+_HEADER_FIELD = re.compile(r'(\w+)="([^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -178,11 +208,11 @@ def raise_for_response(response: requests.Response, operation: str) -> None:
     ):
         raise UnblockLimitError(described, status=status, code=code, request_id=request_id)
     if status == 429:
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        if retry_after is None and (m := _WAIT_IN_TEXT.search(detail.message)):
+            retry_after = float(m.group(1))
         raise ThrottledError(
-            described,
-            status=status,
-            retry_after=parse_retry_after(response.headers.get("Retry-After")),
-            request_id=request_id,
+            described, status=status, retry_after=retry_after, request_id=request_id
         )
     if status in _SERVICE_UNAVAILABLE:
         raise ServiceUnavailableError(
@@ -198,11 +228,50 @@ def raise_for_response(response: requests.Response, operation: str) -> None:
         or (status == 400 and _NOT_FOUND_TEXT.search(detail.message))
     ):
         raise NotFoundError(described, status=status, code=code, request_id=request_id)
+    if COMMAND_NOT_FOUND in exc_type:
+        m = _COMMAND_NAME.search(detail.message)
+        cmdlet = m.group(1) if m else "this cmdlet"
+        raise PermissionDeniedError(
+            f"{operation}: the app's Exchange role does not include {cmdlet} "
+            f"({COMMAND_NOT_FOUND}); assign the Entra role {EXCHANGE_ROLE_TO_ASSIGN} to the "
+            "app's service principal",
+            status=status,
+            code=COMMAND_NOT_FOUND,
+            request_id=request_id,
+        )
+    if status == 403 and code == NON_PREMIUM_TENANT:
+        raise LicenseRequiredError(
+            f"{described} (needs Microsoft Entra ID P1 or P2)",
+            status=status,
+            code=code,
+            request_id=request_id,
+        )
     if status in (401, 403):
+        if not detail.message:
+            described += _auth_header_reason(response)
         raise PermissionDeniedError(described, status=status, code=code, request_id=request_id)
+    if status == 400 and _DEFAULT_METHOD_TEXT.search(detail.message):
+        raise DefaultMethodError(described, status=status, code=code, request_id=request_id)
     if 400 <= status < 500:
         raise InvalidRequestError(described, status=status, code=code, request_id=request_id)
     raise ApiError(described, status=status, code=code, request_id=request_id)
+
+
+def _auth_header_reason(response: requests.Response) -> str:
+    """Why a 401/403 without a body was refused, from ``x-ms-diagnostics`` (Exchange, e.g.
+    ``2000008;reason="...";error_category="invalid_token"``) and ``WWW-Authenticate``."""
+    parts: list[str] = []
+    diagnostics = dict(_HEADER_FIELD.findall(response.headers.get("x-ms-diagnostics", "")))
+    if diagnostics.get("reason"):
+        parts.append(diagnostics["reason"])
+    if diagnostics.get("error_category"):
+        parts.append(f"error category {diagnostics['error_category']}")
+    challenge = dict(_HEADER_FIELD.findall(response.headers.get("WWW-Authenticate", "")))
+    if challenge.get("error"):
+        parts.append(f"WWW-Authenticate error {challenge['error']}")
+    if challenge.get("error_description"):
+        parts.append(challenge["error_description"])
+    return f": {_clip('; '.join(parts))}" if parts else ": no reason given (empty body, no headers)"
 
 
 def same_origin(url: str, base: str) -> bool:
@@ -228,6 +297,7 @@ class Transport:
         connect_timeout: float = DEFAULT_TIMEOUT[0],
         read_timeout: float = DEFAULT_TIMEOUT[1],
         retry_policy: RetryPolicy | None = None,
+        limiter: RequestLimiter | None = None,
     ) -> None:
         self.session = requests.Session()
         self.session.trust_env = False  # REQUESTS_CA_BUNDLE would silently override verify
@@ -235,6 +305,7 @@ class Transport:
         self.session.headers["User-Agent"] = USER_AGENT
         self.timeout = (connect_timeout, read_timeout)
         self.retry_policy = retry_policy or RetryPolicy()
+        self.limiter = limiter or SHARED
 
     def close(self) -> None:
         self.session.close()
@@ -251,6 +322,7 @@ class Transport:
         json_body: object = None,
         headers: Mapping[str, str] | None = None,
         resend_ambiguous: bool = True,
+        limit: LimitKey | None = None,
     ) -> ApiResponse:
         """Send one API call with a bearer token for ``resource``, retrying what is transient.
 
@@ -261,23 +333,35 @@ class Transport:
         after the request may have reached Microsoft raises ``OutcomeUnknownError`` instead of
         re-sending; failures before sending (refused, connect timeout, 429, 5xx) are still
         retried. A 401 is retried once with a fresh token.
+
+        ``limit``: the budget Microsoft states for this API (``m365.limits``); every send,
+        retries included, waits for a slot first.
         """
         reauthenticated = False
 
         def attempt() -> ApiResponse:
             nonlocal reauthenticated
             send = (method, url, tokens, resource, operation, params, json_body, headers)
+            self._wait_for_slot(limit)
             response = self._send(*send, resend_ambiguous=resend_ambiguous)
             if response.status_code == 401 and not reauthenticated:
                 reauthenticated = True
                 log.info("%s: HTTP 401, refreshing the token for %s once", operation, resource)
                 response.close()
                 tokens.invalidate(resource)
+                self._wait_for_slot(limit)
                 response = self._send(*send, resend_ambiguous=resend_ambiguous)
             raise_for_response(response, operation)
             return self._parse_success(response, operation)
 
         return self.retry_policy.run(attempt, operation=operation)
+
+    def _wait_for_slot(self, limit: LimitKey | None) -> None:
+        if limit is None:
+            return
+        waited = self.limiter.acquire(limit, max_wait=self.retry_policy.max_wait_seconds)
+        if waited > 0:
+            log.info("%s limit: waited %.2fs for a request slot", limit.bucket, waited)
 
     def _send(
         self,

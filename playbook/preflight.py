@@ -12,7 +12,13 @@ Sources for the table (docs in /work/shared/docs/m365-api-notes.md §0, §1.2, �
 - Directory roles of the service principal arrive in both tokens' ``wids`` claim (role template
   ids) and are also read from Graph (``get_service_principal_roles``); the union counts.
 - Each requirement lists alternatives: *any one* of its permissions, and *any one* of its roles
-  (no roles listed: none needed).
+  (no roles listed: none needed). Where Microsoft asks for two permissions together (the audit and
+  sign-in logs: ``AuditLog.Read.All`` *and* ``Directory.Read.All``), ``also`` holds the second
+  group: any one of it as well.
+- The eviction steps follow docs/eviction-evidence.md ("Permissions"). Blocking or re-enabling
+  sign-in of an account that holds a privileged admin role is its own row: Microsoft's
+  sensitive-action rule wants Privileged Authentication Administrator (or Global Administrator)
+  on the app for such targets; User Administrator covers ordinary accounts and a few lesser roles.
 """
 
 from __future__ import annotations
@@ -115,6 +121,17 @@ _PASSWORD_ROLES = (
     PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
     GLOBAL_ADMINISTRATOR,
 )
+# Eviction (docs/eviction-evidence.md, "Permissions").
+_AUDIT_LOG = ("AuditLog.Read.All",)
+_READ_DIRECTORY = ("Directory.Read.All", "Directory.ReadWrite.All")
+_READ_USER = (
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+)
+_ENABLE_DISABLE = ("User.EnableDisableAccount.All", "User.ReadWrite.All", "Directory.ReadWrite.All")
+_PRIVILEGED_TARGET_ROLES = (PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, GLOBAL_ADMINISTRATOR)
 
 
 class Requirement(_Frozen):
@@ -124,6 +141,9 @@ class Requirement(_Frozen):
     step: str
     api: Api
     permissions: tuple[str, ...] = Field(description="application permissions; any one suffices")
+    also: tuple[str, ...] = Field(
+        default=(), description="and any one of these as well (empty: nothing more)"
+    )
     roles: tuple[Role, ...] = Field(default=(), description="directory roles; any one suffices")
     condition: str | None = Field(default=None, description="when the step runs at all")
     why: str = ""
@@ -230,6 +250,126 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         permissions=(EXCHANGE_MANAGE_AS_APP,),
         roles=_EXO_READ_ROLES,
         why="Get-BlockedSenderAddress after the removal",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="block_sign_in",
+        api=Api.GRAPH,
+        permissions=_ENABLE_DISABLE,
+        also=_READ_USER,
+        condition="only when block_sign_in is set",
+        why="PATCH /users/{id} accountEnabled=false (containment)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="enable_sign_in",
+        api=Api.GRAPH,
+        permissions=_ENABLE_DISABLE,
+        also=_READ_USER,
+        condition="only when the approver re-enables sign-in",
+        why="PATCH /users/{id} accountEnabled=true",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="block_sign_in/enable_sign_in (admin account)",
+        api=Api.GRAPH,
+        permissions=_ENABLE_DISABLE,
+        also=_READ_USER,
+        roles=_PRIVILEGED_TARGET_ROLES,
+        condition="only for an account holding a privileged admin role",
+        why="accountEnabled is a sensitive property: for a target holding e.g. Global "
+        "Administrator the app itself needs a higher role",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_sign_in_methods",
+        api=Api.GRAPH,
+        permissions=("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"),
+        why="GET /users/{id}/authentication/methods (evidence)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_sign_in_methods (registration dates)",
+        api=Api.GRAPH,
+        permissions=_AUDIT_LOG,
+        also=_READ_DIRECTORY,
+        why="GET auditLogs/directoryAudits: the registered security info events",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_sign_ins",
+        api=Api.GRAPH,
+        permissions=_AUDIT_LOG,
+        also=_READ_DIRECTORY,
+        why="GET auditLogs/signIns (the tenant also needs Microsoft Entra ID P1 or P2)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_oauth_grants",
+        api=Api.GRAPH,
+        permissions=(
+            "DelegatedPermissionGrant.ReadWrite.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ),
+        why="GET /users/{id}/oauth2PermissionGrants (evidence)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_oauth_grants (app names)",
+        api=Api.GRAPH,
+        permissions=("Application.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+        why="GET /servicePrincipals/{id} for the names of the consented apps",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_oauth_grants (consent times)",
+        api=Api.GRAPH,
+        permissions=_AUDIT_LOG,
+        also=_READ_DIRECTORY,
+        why="GET auditLogs/directoryAudits: the Consent to application events",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_mailbox_delegates",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_MAILBOX_READ_ROLES,
+        why="Get-MailboxPermission, Get-RecipientPermission, Get-Mailbox (evidence)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="review_sent_mail",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_MAILBOX_READ_ROLES,
+        why="Get-MessageTraceV2 (evidence)",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="remove_sign_in_methods",
+        api=Api.GRAPH,
+        permissions=("UserAuthenticationMethod.ReadWrite.All",),
+        condition="only when the approver removes flagged sign-in methods",
+        why="DELETE /users/{id}/authentication/<type>Methods/{id}",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="revoke_oauth_grants",
+        api=Api.GRAPH,
+        permissions=("DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"),
+        condition="only when the approver revokes flagged grants",
+        why="DELETE /oauth2PermissionGrants/{id}",
+    ),
+    Requirement(
+        flow="unblock-user",
+        step="remove_mailbox_delegates",
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=_EXO_WRITE_ROLES,
+        condition="only when the approver removes flagged delegates",
+        why="Remove-MailboxPermission, Remove-RecipientPermission, Set-Mailbox "
+        "-GrantSendOnBehalfTo @{remove=...}",
     ),
     Requirement(
         flow="verify-unblock",
@@ -353,6 +493,9 @@ class StepCheck(_Frozen):
     missing_permissions: tuple[str, ...] = Field(
         default=(), description="grant any one of these (empty: nothing missing)"
     )
+    also_missing: tuple[str, ...] = Field(
+        default=(), description="and any one of these as well (empty: nothing more)"
+    )
     missing_roles: tuple[str, ...] = Field(
         default=(), description="assign any one of these directory roles (empty: nothing missing)"
     )
@@ -426,18 +569,23 @@ def check_step(requirement: Requirement, granted: GrantedAccess) -> StepCheck:
             ),
         )
     have = {p.lower() for p in access.permissions}
-    permission_ok = any(p.lower() in have for p in requirement.permissions)
+    groups = [g for g in (requirement.permissions, requirement.also) if g]
+    unmet = [g for g in groups if not any(p.lower() in have for p in g)]
+    permission_ok = not unmet
     role_ids = granted.role_ids()
     role_ok = not requirement.roles or any(r.template_id in role_ids for r in requirement.roles)
     if permission_ok and role_ok:
         return StepCheck(**base, status=StepStatus.READY, explanation=requirement.why)
-    missing_permissions = () if permission_ok else requirement.permissions
+    # The first unmet group is "grant any one of these"; a second one is "and one of these".
+    missing_permissions = unmet[0] if unmet else ()
+    also_missing = unmet[1] if len(unmet) > 1 else ()
     missing_roles = () if role_ok else tuple(r.display_name for r in requirement.roles)
     parts = []
     if missing_permissions:
         parts.append(
             f"grant the {requirement.api.value} application permission "
             + " or ".join(missing_permissions)
+            + (" and " + " or ".join(also_missing) if also_missing else "")
             + " (admin consent)"
         )
     if missing_roles:
@@ -448,6 +596,7 @@ def check_step(requirement: Requirement, granted: GrantedAccess) -> StepCheck:
         **base,
         status=StepStatus.MISSING,
         missing_permissions=missing_permissions,
+        also_missing=also_missing,
         missing_roles=missing_roles,
         explanation=f"{requirement.step} would fail ({requirement.why}): " + "; ".join(parts),
     )

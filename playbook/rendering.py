@@ -20,6 +20,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from .eviction import EvictionEvidence, EvictionPlan
 from .evidence import Evidence
 from .report import RunReport
 
@@ -120,6 +121,13 @@ def render_approval(
 def render_privileged_approval(report: RunReport, *, roles: tuple[str, ...]) -> str:
     """The Markdown above the pre-reset form for an account that holds an admin role."""
     return render("privileged_approval.md.j2", r=report, roles=roles)
+
+
+def render_eviction_evidence(evidence: EvictionEvidence, plan: EvictionPlan | None = None) -> str:
+    """The eviction sections of the full evidence artifact (``eviction_evidence.md.j2``): sign-in
+    methods, sign-ins, app consents, delegates, sent mail, and the actions that apply. The only
+    text that carries sign-in IP addresses and message subjects."""
+    return render("eviction_evidence.md.j2", ev=evidence, plan=plan)
 
 
 def render_unblock_report(report: RunReport) -> str:

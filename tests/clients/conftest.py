@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import Emulator
-from m365 import M365Clients, build_clients
+from m365 import M365Clients, RequestLimiter, build_clients
 from m365.auth import clear_app_cache
 from m365.config import TenantConfig
 
@@ -29,7 +29,8 @@ def config(emulator: Emulator) -> TenantConfig:
 
 @pytest.fixture
 def clients(config: TenantConfig) -> M365Clients:
-    return build_clients(config)
+    # Microsoft's per-app limits hold within a test; a fresh limiter keeps tests independent.
+    return build_clients(config, limiter=RequestLimiter())
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,10 @@ def test_get_blocked_sender_address_shape(exo: Exo) -> None:
     rob = next(e for e in body["value"] if e["SenderAddress"] == "rob@contoso.com")
     assert rob["Reason"].startswith("EmailSendingLimitExceeded;")
     assert rob["CreatedDatetime@data.type"] == "System.DateTime"
-    assert rob["CreatedDatetime"] == "2024-05-14T06:12:31.0000000+00:00"
+    # The demo seed dates the restriction "now-1d4h": Exchange's seven-digit round-trip format.
+    created = datetime.fromisoformat(rob["CreatedDatetime"].replace(".0000000", ""))
+    assert rob["CreatedDatetime"].endswith(".0000000+00:00")
+    assert abs(datetime.now(UTC) - created - timedelta(days=1, hours=4)) < timedelta(minutes=10)
     assert rob["TemporaryBlock"] is False
     assert r.headers["Rate-Limit-Limit"] == "30000"
     assert int(r.headers["Rate-Limit-Remaining"]) < 30000

@@ -25,9 +25,29 @@ FULL_ROLES = [
     "UserAuthenticationMethod.ReadWrite.All",
     "RoleManagement.Read.Directory",
     "Application.Read.All",
+    "AuditLog.Read.All",
+    "Directory.Read.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "User.EnableDisableAccount.All",
     "Exchange.ManageAsApp",
 ]
-FULL_WIDS = ["User Administrator", "Exchange Administrator"]
+FULL_WIDS = [
+    "User Administrator",
+    "Exchange Administrator",
+    "Privileged Authentication Administrator",
+]
+ADMIN_TARGET_STEP = ("unblock-user", "block_sign_in/enable_sign_in (admin account)")
+
+
+def needing(permission: str) -> set[tuple[str, str]]:
+    """Steps with a permission group in which ``permission`` is the only one granted."""
+    return {
+        (r.flow, r.step)
+        for r in REQUIREMENTS
+        for group in (r.permissions, r.also)
+        if permission in group and not any(alt in FULL_ROLES for alt in group if alt != permission)
+    }
+
 
 # name -> (roles, wids): the full grant minus one permission or role.
 APPS: dict[str, tuple[list[str], list[str]]] = {
@@ -35,16 +55,27 @@ APPS: dict[str, tuple[list[str], list[str]]] = {
     **{
         "no-" + p.lower().replace(".", "-"): ([r for r in FULL_ROLES if r != p], FULL_WIDS)
         for p in FULL_ROLES
-        if p != "Application.Read.All"
+        if needing(p)
     },
     "no-user-administrator": (FULL_ROLES, ["Exchange Administrator"]),
-    "no-exchange-administrator": (FULL_ROLES, ["User Administrator"]),
-    "security-administrator": (FULL_ROLES, ["User Administrator", "Security Administrator"]),
+    "no-exchange-administrator": (
+        FULL_ROLES,
+        ["User Administrator", "Privileged Authentication Administrator"],
+    ),
+    "security-administrator": (
+        FULL_ROLES,
+        ["User Administrator", "Security Administrator", "Privileged Authentication Administrator"],
+    ),
+    "no-privileged-authentication-administrator": (
+        FULL_ROLES,
+        ["User Administrator", "Exchange Administrator"],
+    ),
     "no-sp-read": (
         [
             r
             for r in FULL_ROLES
-            if r not in ("RoleManagement.Read.Directory", "Application.Read.All")
+            if r
+            not in ("RoleManagement.Read.Directory", "Application.Read.All", "Directory.Read.All")
         ],
         FULL_WIDS,
     ),
@@ -143,7 +174,8 @@ def test_full_grant_is_ready_and_reads_only(profiles, preflight_emulator):
     assert "Ready." in _artifact(profiles["full"])
 
 
-MISSING_PERMISSION = [p for p in FULL_ROLES if p != "Application.Read.All"]
+# Permissions some step depends on alone (others have an alternative in the full grant).
+MISSING_PERMISSION = [p for p in FULL_ROLES if needing(p)]
 
 
 @pytest.mark.parametrize("permission", MISSING_PERMISSION)
@@ -155,18 +187,13 @@ def test_each_missing_permission_is_reported_for_the_steps_that_need_it(
     state, report = run_check(profiles[app])
     assert state.is_completed(), state.message
     assert report is not None and not report.ready
-    needing = {
-        (r.flow, r.step)
-        for r in REQUIREMENTS
-        if permission in r.permissions
-        and not any(alt in FULL_ROLES for alt in r.permissions if alt != permission)
-    }
-    assert needing, "the seed must make some step depend on this permission"
+    steps = needing(permission)
+    assert steps, "the seed must make some step depend on this permission"
     missing = {(c.flow, c.step) for c in report.checks if c.status is StepStatus.MISSING}
-    assert missing == needing
+    assert missing == steps
     for check in report.checks:
-        if (check.flow, check.step) in needing:
-            assert permission in check.missing_permissions
+        if (check.flow, check.step) in steps:
+            assert permission in check.missing_permissions + check.also_missing
     artifact = _artifact(profiles[app])
     assert "**MISSING**" in artifact
     assert permission.replace(".", "\\.").replace("-", "\\-") in artifact
@@ -179,7 +206,12 @@ def test_each_missing_permission_is_reported_for_the_steps_that_need_it(
         (
             "no-user-administrator",
             "User Administrator",
-            {("unblock-user", "reset_password")},
+            {("unblock-user", "reset_password"), ADMIN_TARGET_STEP},
+        ),
+        (
+            "no-privileged-authentication-administrator",
+            "Privileged Authentication Administrator",
+            {ADMIN_TARGET_STEP},
         ),
         (
             "no-exchange-administrator",
@@ -193,6 +225,7 @@ def test_each_missing_permission_is_reported_for_the_steps_that_need_it(
                 ("unblock-user", "unblock_sender"),
                 ("unblock-user", "disable_suspicious_rules"),
                 ("unblock-user", "clear_forwarding"),
+                ("unblock-user", "remove_mailbox_delegates"),
             },
         ),
     ],
@@ -206,7 +239,18 @@ def test_each_missing_directory_role_is_reported(profiles, preflight_emulator, a
     assert missing == steps
     for check in report.checks:
         if (check.flow, check.step) in steps:
-            assert role in check.missing_roles and check.missing_permissions == ()
+            assert check.missing_permissions == ()
+            # the admin-target row names its own roles (PAA or Global Administrator)
+            expected = (
+                "Privileged Authentication Administrator"
+                if (
+                    check.flow,
+                    check.step,
+                )
+                == ADMIN_TARGET_STEP
+                else role
+            )
+            assert expected in check.missing_roles
 
 
 def test_directory_roles_fall_back_to_the_token_when_the_app_cannot_read_them(
@@ -217,8 +261,15 @@ def test_directory_roles_fall_back_to_the_token_when_the_app_cannot_read_them(
     assert state.is_completed()
     assert report is not None
     assert any("service principal roles" in p for p in report.problems)
-    # wids from the token still prove the roles: only the memberOf step lacks its permission
-    assert {c.step for c in report.gaps} == {"review_admin_roles"}
+    # wids from the token still prove the roles: only the steps needing a directory-read
+    # permission (memberOf, the audit and sign-in logs, app names) lack one
+    assert {c.step for c in report.gaps} == {
+        "review_admin_roles",
+        "review_sign_in_methods (registration dates)",
+        "review_sign_ins",
+        "review_oauth_grants (app names)",
+        "review_oauth_grants (consent times)",
+    }
 
 
 def test_an_app_with_nothing_misses_everything(profiles, preflight_emulator):

@@ -7,6 +7,7 @@ import pytest
 
 from playbook.preflight import (
     EXCHANGE_ADMINISTRATOR,
+    PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
     REQUIREMENTS,
     USER_ADMINISTRATOR,
     Api,
@@ -27,13 +28,22 @@ FULL_GRAPH = (
     "UserAuthenticationMethod.ReadWrite.All",
     "MailboxSettings.Read",
     "RoleManagement.Read.Directory",
+    "AuditLog.Read.All",
+    "Directory.Read.All",
+    "DelegatedPermissionGrant.ReadWrite.All",
+    "User.EnableDisableAccount.All",
+)
+FULL_WIDS = (
+    USER_ADMINISTRATOR.template_id,
+    EXCHANGE_ADMINISTRATOR.template_id,
+    PRIVILEGED_AUTHENTICATION_ADMINISTRATOR.template_id,
 )
 
 
 def granted(
     graph: tuple[str, ...] | None = FULL_GRAPH,
     exchange: tuple[str, ...] | None = ("Exchange.ManageAsApp",),
-    wids: tuple[str, ...] = (USER_ADMINISTRATOR.template_id, EXCHANGE_ADMINISTRATOR.template_id),
+    wids: tuple[str, ...] = FULL_WIDS,
     sp_roles: tuple[Role, ...] | None = None,
 ) -> GrantedAccess:
     return GrantedAccess(
@@ -91,7 +101,15 @@ def test_each_missing_role_is_named_for_its_step(requirement):
 
 def test_roles_read_from_the_service_principal_count_when_the_token_has_no_wids():
     report = analyse(
-        "contoso", granted(wids=(), sp_roles=(USER_ADMINISTRATOR, EXCHANGE_ADMINISTRATOR))
+        "contoso",
+        granted(
+            wids=(),
+            sp_roles=(
+                USER_ADMINISTRATOR,
+                EXCHANGE_ADMINISTRATOR,
+                PRIVILEGED_AUTHENTICATION_ADMINISTRATOR,
+            ),
+        ),
     )
     assert report.ready
 

@@ -1,0 +1,102 @@
+"""Eviction: delete the flagged sign-in methods (Graph, per-type DELETE)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from m365.errors import (
+    DefaultMethodError,
+    InvalidRequestError,
+    NotFoundError,
+    PermissionDeniedError,
+)
+from m365.models import AuthenticationMethod
+from playbook.clients import clients_for
+from playbook.eviction import (
+    ActionKind,
+    ActionTarget,
+    EvictionRecord,
+    confirm_gone,
+    split_pending,
+)
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+DEFAULT_REFUSED = (
+    "Microsoft refuses: it is the user's default method and other methods remain; have the "
+    "default changed (the user in My Sign-Ins), then run again"
+)
+
+
+@task(
+    name="remove_sign_in_methods",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def remove_sign_in_methods(
+    tenant: str, user_id: str, targets: tuple[ActionTarget, ...]
+) -> EvictionRecord:
+    """Re-read the methods, delete each target still present, re-read.
+
+    Non-default before default: a method Microsoft refuses as the default is tried again after
+    the others. The password is never deleted; methods not in ``targets`` are never touched.
+    Idempotent: a method already gone is "already done".
+    """
+    log = run_logger()
+    graph = clients_for(tenant).graph
+    current = {m.id.lower(): m for m in graph.list_authentication_methods(user_id)}
+    todo, already = split_pending([t.id for t in targets], current)
+    reasons: dict[str, str] = {}
+    request_ids: list[str] = []
+    deferred: list[AuthenticationMethod] = []
+    for method_id in todo:
+        method = current[method_id.lower()]
+        if method.is_password:
+            reasons[method_id] = "the password method is never removed"
+            continue
+        try:
+            receipt = graph.delete_authentication_method(user_id, method)
+        except DefaultMethodError:
+            deferred.append(method)
+            continue
+        except NotFoundError:
+            continue  # gone meanwhile: the re-read below counts it
+        except (PermissionDeniedError, InvalidRequestError) as exc:
+            reasons[method_id] = _refusal(exc)
+            continue
+        if receipt.request_id:
+            request_ids.append(receipt.request_id)
+    for method in deferred:
+        try:
+            receipt = graph.delete_authentication_method(user_id, method)
+        except DefaultMethodError:
+            reasons[method.id] = DEFAULT_REFUSED
+            continue
+        except NotFoundError:
+            continue
+        if receipt.request_id:
+            request_ids.append(receipt.request_id)
+    after = {m.id.lower() for m in graph.list_authentication_methods(user_id)}
+    changed, failed = confirm_gone(todo, after, reasons)
+    record = EvictionRecord(
+        action=ActionKind.REMOVE_SIGN_IN_METHODS,
+        account=user_id,
+        changed=changed,
+        already=already,
+        failed=failed,
+        request_ids=tuple(request_ids),
+    )
+    log.info("Remove flagged sign-in methods: %s", record.detail)
+    return record
+
+
+def _refusal(exc: PermissionDeniedError | InvalidRequestError) -> str:
+    if isinstance(exc, PermissionDeniedError):
+        return "refused: the app lacks UserAuthenticationMethod.ReadWrite.All (or a role)"
+    return f"refused by Microsoft ({exc.code or 'bad request'})"

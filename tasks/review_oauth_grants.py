@@ -1,0 +1,56 @@
+"""Eviction evidence: the apps the account consented to, and when (Graph)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from m365.models import DirectoryAudit
+from playbook.clients import clients_for
+from playbook.eviction import (
+    CHECKED,
+    DEFINITE_ERRORS,
+    GrantsReview,
+    SuspicionWindow,
+    assess_grants,
+    not_checked,
+)
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="review_oauth_grants",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def review_oauth_grants(tenant: str, user_id: str, window: SuspicionWindow) -> GrantsReview:
+    """The user's delegated grants with app names; consent times from "Consent to application"
+    events (a grant records none). Read-only."""
+    log = run_logger()
+    graph = clients_for(tenant).graph
+    try:
+        grants = graph.list_oauth2_grants(user_id)
+    except DEFINITE_ERRORS as exc:
+        check = not_checked(exc, needs="DelegatedPermissionGrant.ReadWrite.All")
+        log.warning("App consents: %s", check.reason)
+        return GrantsReview(user_id=user_id, check=check)
+    events: list[DirectoryAudit] = []
+    consents = CHECKED
+    try:
+        events = graph.list_consent_events(user_id, window.baseline_start, window.end)
+    except DEFINITE_ERRORS as exc:
+        consents = not_checked(exc, needs="AuditLog.Read.All and Directory.Read.All")
+    review = assess_grants(user_id, grants, events, window, consents=consents)
+    log.info(
+        "App consents: %d, %d with mail scopes; consent times %s",
+        len(review.grants),
+        len(review.flagged),
+        consents.reason or "read from the audit log",
+    )
+    return review

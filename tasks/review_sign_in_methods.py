@@ -1,0 +1,59 @@
+"""Eviction evidence: the account's sign-in methods and when each was registered (Graph)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from m365.models import DirectoryAudit
+from playbook.clients import clients_for
+from playbook.eviction import (
+    CHECKED,
+    DEFINITE_ERRORS,
+    MethodsReview,
+    SuspicionWindow,
+    assess_methods,
+    not_checked,
+)
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="review_sign_in_methods",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def review_sign_in_methods(tenant: str, user_id: str, window: SuspicionWindow) -> MethodsReview:
+    """List the methods, then read the "registered security info" events for their dates.
+    Read-only. Either read may fail alone: the review says "not checked" and why."""
+    log = run_logger()
+    clients = clients_for(tenant)
+    graph = clients.graph
+    try:
+        methods = graph.list_authentication_methods(user_id)
+    except DEFINITE_ERRORS as exc:
+        check = not_checked(exc, needs="UserAuthenticationMethod.Read.All")
+        log.warning("Sign-in methods: %s", check.reason)
+        return MethodsReview(user_id=user_id, check=check)
+    events: list[DirectoryAudit] = []
+    dates = CHECKED
+    try:
+        events = graph.list_security_info_events(user_id, window.baseline_start, window.end)
+    except DEFINITE_ERRORS as exc:
+        dates = not_checked(exc, needs="AuditLog.Read.All and Directory.Read.All")
+    review = assess_methods(
+        user_id, methods, events, window, own_app_id=graph.client_id, dates=dates
+    )
+    log.info(
+        "Sign-in methods: %d, %d registered inside the window; registration dates %s",
+        len(review.methods),
+        len(review.flagged),
+        dates.reason or "read from the audit log",
+    )
+    return review

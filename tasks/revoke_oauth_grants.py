@@ -1,0 +1,63 @@
+"""Eviction: revoke the flagged delegated permission grants (Graph)."""
+
+from __future__ import annotations
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from m365.errors import NotFoundError, PermissionDeniedError
+from playbook.clients import clients_for
+from playbook.eviction import (
+    ActionKind,
+    ActionTarget,
+    EvictionRecord,
+    confirm_gone,
+    split_pending,
+)
+
+from ._logging import run_logger
+from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+
+@task(
+    name="revoke_oauth_grants",
+    retries=RETRIES,
+    retry_delay_seconds=RETRY_DELAYS,
+    retry_jitter_factor=RETRY_JITTER,
+    retry_condition_fn=retry_if_transient,
+    persist_result=False,
+    cache_policy=NO_CACHE,
+)
+def revoke_oauth_grants(
+    tenant: str, user_id: str, targets: tuple[ActionTarget, ...]
+) -> EvictionRecord:
+    """Re-read the user's grants, delete each target still present, re-read. Idempotent.
+    Tokens already issued to the app stay valid until they expire."""
+    log = run_logger()
+    graph = clients_for(tenant).graph
+    present = [g.id for g in graph.list_oauth2_grants(user_id)]
+    todo, already = split_pending([t.id for t in targets], present)
+    reasons: dict[str, str] = {}
+    request_ids: list[str] = []
+    for grant_id in todo:
+        try:
+            receipt = graph.delete_oauth2_grant(grant_id)
+        except NotFoundError:
+            continue
+        except PermissionDeniedError:
+            reasons[grant_id] = "refused: the app lacks DelegatedPermissionGrant.ReadWrite.All"
+            continue
+        if receipt.request_id:
+            request_ids.append(receipt.request_id)
+    after = [g.id for g in graph.list_oauth2_grants(user_id)]
+    changed, failed = confirm_gone(todo, after, reasons)
+    record = EvictionRecord(
+        action=ActionKind.REVOKE_OAUTH_GRANTS,
+        account=user_id,
+        changed=changed,
+        already=already,
+        failed=failed,
+        request_ids=tuple(request_ids),
+    )
+    log.info("Revoke flagged app consents: %s", record.detail)
+    return record

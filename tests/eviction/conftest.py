@@ -1,0 +1,45 @@
+"""Fixtures for the eviction task tests: tenant profiles on the session emulator, fresh limits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from emulator import Emulator
+from m365.limits import SHARED
+from playbook import clients
+from playbook.blocks import M365Tenant
+
+TENANT = "contoso"
+READER = "contoso-reader"
+
+
+@pytest.fixture(autouse=True)
+def fresh_limits() -> Iterator[None]:
+    """Microsoft's per-app limits hold within a test; tests do not spend each other's budget."""
+    SHARED.reset()
+    yield
+    SHARED.reset()
+
+
+@pytest.fixture
+def tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
+    """The 'contoso' profile: the demo's playbook app (every eviction permission)."""
+    M365Tenant.from_config(emulator.tenant_config(TENANT, app="playbook")).save(
+        TENANT, overwrite=True
+    )
+    clients.forget(TENANT)
+    yield TENANT
+    clients.forget(TENANT)
+
+
+@pytest.fixture
+def reader_tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
+    """A profile for the demo's reader app: User.Read.All, Exchange.ManageAsApp, Global Reader."""
+    M365Tenant.from_config(emulator.tenant_config(TENANT, app="reader")).save(
+        READER, overwrite=True
+    )
+    clients.forget(READER)
+    yield READER
+    clients.forget(READER)
