@@ -9,7 +9,8 @@ the team's private key (``--key`` or ``UNBLOCK_HANDOVER_KEY``; never stored in P
 the reveal as a Prefect event (who, when; never the value) and prints the credential once.
 
 It never starts a local Prefect server: without ``--api-url`` (or ``PREFECT_API_URL``) it refuses
-to run, and an unreachable API is reported within seconds. It refuses to print into a pipe or a
+to run, and an unreachable API is reported within seconds. It sends nothing but its API calls
+(Prefect's SDK telemetry is off for it: ``DO_NOT_TRACK=1``). It refuses to print into a pipe or a
 file unless ``--allow-non-tty`` is given, so the value does not land in a shell log by accident.
 Prefect is imported only after these checks.
 """
@@ -26,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from playbook.decisions import handover_block_name
@@ -148,12 +150,36 @@ def reveal(argv: list[str]) -> int:
     except SealError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    refused = _unreachable(str(args.api_url))
+    if refused is not None:
+        print(refused, file=sys.stderr)
+        return 1
     try:
         with _api(str(args.api_url)) as client:
             return _reveal(client, str(args.api_url), run_id, private, args.analyst)
     except HandoverFailed as exc:
         print(str(exc), file=sys.stderr)
         return 1
+
+
+def _unreachable(api_url: str) -> str | None:
+    """A TCP connection to the API's host, before Prefect is even imported (seconds on a busy
+    host): the message when nothing answers there, else None. Skipped behind a proxy, where only
+    the proxy is reached directly."""
+    parts = urlsplit(api_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"not an http(s) URL: --api-url {api_url}"
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")):
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=API_TIMEOUT_SECONDS):
+            return None
+    except OSError as exc:
+        return (
+            f"cannot reach the Prefect API at {api_url} ({type(exc).__name__}); check --api-url "
+            "and that the server is running"
+        )
 
 
 @contextmanager
@@ -278,4 +304,7 @@ def _http_problem(exc: Exception, api_url: str) -> str:
 
 
 if __name__ == "__main__":
+    # A credential tool talks to the Prefect API and nothing else: no SDK telemetry (Prefect
+    # reads DO_NOT_TRACK when it is imported, which happens after the argument checks).
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     sys.exit(main())
