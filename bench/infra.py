@@ -161,6 +161,8 @@ class PrefectEnv:
             PREFECT_UI_ENABLED="false",
             PYTHONPATH=str(REPO),
             PYTHONUNBUFFERED="1",
+            # The worker-side allowance for the emulator's host (m365.endpoints).
+            UNBLOCK_EMAIL_ALLOWED_HOSTS="127.0.0.1",
         )
         env.update(extra)
         return env
@@ -179,7 +181,13 @@ def apply_environ(penv: PrefectEnv) -> None:
     """Point this process at the benchmark's server (before anything imports prefect)."""
     for key in [k for k in os.environ if k.startswith(("PREFECT_", "M365_"))]:
         del os.environ[key]
-    os.environ.update({k: v for k, v in penv.environ().items() if k.startswith("PREFECT_")})
+    os.environ.update(
+        {
+            k: v
+            for k, v in penv.environ().items()
+            if k.startswith("PREFECT_") or k == "UNBLOCK_EMAIL_ALLOWED_HOSTS"
+        }
+    )
     os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"  # this process only; children log as usual
 
 

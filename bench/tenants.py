@@ -76,12 +76,21 @@ def config_payload(config: TenantConfig) -> dict[str, Any]:
 
 
 def save_blocks(emu: Emulator, names: list[str]) -> None:
-    """One M365Tenant block per tenant, pointing at the emulator (policy: report)."""
-    from playbook.blocks import M365Tenant
+    """One M365Tenant block per tenant, pointing at the emulator (policy: report).
 
+    Runs seal their new password to a hand-over key; the benchmark never opens one, so the
+    private half is not kept."""
+    from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+
+    from playbook.blocks import M365Tenant
+    from playbook.sealing import public_key_text
+
+    handover_key = public_key_text(X25519PrivateKey.generate().public_key())
     M365Tenant.register_type_and_schema()
     for name in names:
-        M365Tenant.from_config(emu.tenant_config(name), policy="report").save(name, overwrite=True)
+        M365Tenant.from_config(
+            emu.tenant_config(name), policy="report", handover_public_key=handover_key
+        ).save(name, overwrite=True)
 
 
 def pages(entries: int, page_size: int = 100) -> int:

@@ -7,6 +7,8 @@ Runbook:
    when the app may not read them).
 3. Compare with what every playbook step needs (``playbook.preflight.REQUIREMENTS``) and report,
    step by step, which permission or role is missing: a markdown artifact and the return value.
+   The report also says where the profile keeps the app credential (warning when it is stored in
+   the block, readable through the Prefect API) and whether it has a hand-over key.
 
 It reads only: no write reaches the tenant. The run ends Completed with the summary as its
 message whether or not gaps were found; an unknown profile or a malformed name fails the run.
@@ -20,19 +22,22 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
 from m365.errors import M365Error
-from playbook.blocks import validate_profile_name
-from playbook.clients import load_config
+from playbook.blocks import M365Tenant, validate_profile_name
+from playbook.clients import load_tenant
 from playbook.params import TenantName
 from playbook.preflight import (
     Api,
     ApiAccess,
+    CredentialCheck,
     GrantedAccess,
     PreflightReport,
     Role,
     TokenProblem,
     analyse,
+    credential_check,
     render_report,
 )
+from playbook.sealing import SealError, fingerprint, parse_public_key
 from tasks._logging import run_logger
 from tasks.acquire_tokens import acquire_token_claims
 from tasks.read_app_permissions import read_service_principal_roles
@@ -46,6 +51,21 @@ def _api_access(tenant: str, api: Api) -> ApiAccess:
     return ApiAccess(api=api, permissions=claims.roles, wids=claims.wids)
 
 
+def _credential(profile: M365Tenant) -> CredentialCheck:
+    key = None
+    if profile.handover_public_key:
+        try:
+            key = fingerprint(parse_public_key(profile.handover_public_key))
+        except SealError:
+            key = None
+    return credential_check(
+        profile.credential_source,
+        profile.credential_summary(),
+        worker_side=profile.worker_side,
+        handover_key=key,
+    )
+
+
 def artifact_key(tenant: str) -> str:
     return f"check-tenant-{tenant}"
 
@@ -55,7 +75,12 @@ def check_tenant(tenant: TenantName) -> State[PreflightReport]:
     """Report which permission or directory role each playbook step is missing in ``tenant``."""
     validate_profile_name(tenant)
     logger = run_logger()
-    client_id = load_config(tenant).client_id
+    profile = load_tenant(tenant)
+    client_id = profile.client_id
+    credential = _credential(profile)
+    logger.info("Tenant profile %s: %s", tenant, credential.where)
+    for warning in credential.warnings:
+        logger.warning("%s: %s", tenant, warning)
 
     graph = _api_access(tenant, Api.GRAPH)
     exchange = _api_access(tenant, Api.EXCHANGE)
@@ -79,6 +104,7 @@ def check_tenant(tenant: TenantName) -> State[PreflightReport]:
             service_principal_roles_problem=sp_problem,
         ),
         client_id=client_id,
+        credential=credential,
     )
     create_markdown_artifact(
         key=artifact_key(tenant),

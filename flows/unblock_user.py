@@ -4,7 +4,7 @@ The body reads like the runbook:
 
 1. resolve the account (stop if unknown, disabled or synced from on-premises); an account that
    holds an admin role is not reset without the override and a second person's approval;
-2. reset the password immediately (new value stored in the run's Secret block first), revoke the
+2. reset the password immediately (new value sealed in the run's Secret block first), revoke the
    sign-in sessions, hand the credential over (Secret block, one-time TAP, or nothing);
 3. look for the account on the Restricted users list;
 4. not listed: done;
@@ -141,11 +141,11 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
 
     # 2. Reset the password immediately, revoke sessions, hand the credential over.
     block = handover_block_name(report.flow_run_id) if req.handover != "none" else None
-    if req.handover == "secret-block" and block:
+    if block:
         with journal.step("prepare_handover") as step:
-            prepare_handover(block)
-            step.note(f"new password stored in Secret block {block}")
-        report.handover_block = block
+            step.note(prepare_handover(req.tenant, block, req.handover))
+        if req.handover == "secret-block":
+            report.handover_block = block
     with journal.step("reset_password") as step:
         reset = reset_password(
             req.tenant,
@@ -461,8 +461,8 @@ def _dry_run(
         )
     if req.handover == "secret-block":
         plan.append(
-            f"Generate a {DEFAULT_LENGTH}-character random password and store it in the Secret "
-            f"block {block}."
+            f"Generate a {DEFAULT_LENGTH}-character random password and store it, sealed to the "
+            f"profile's hand-over key, in the Secret block {block}."
         )
     plan.append(
         f"Reset the password of {user.user_principal_name} (force change at next sign-in)"
@@ -471,7 +471,8 @@ def _dry_run(
     plan.append("Revoke the sign-in sessions.")
     if req.handover == "tap":
         plan.append(
-            f"Issue a one-time Temporary Access Pass and store it in the Secret block {block}."
+            "Issue a one-time Temporary Access Pass and store it, sealed to the profile's "
+            f"hand-over key, in the Secret block {block}."
         )
     elif req.handover == "none":
         plan.append("Hand over nothing: the user resets the password through self-service.")
@@ -573,9 +574,9 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
 
 def _handover_note(req: UnblockRequest, block: str | None) -> str:
     if req.handover == "secret-block":
-        return f"password in Secret block {block}"
+        return f"password sealed in Secret block {block}"
     if req.handover == "tap":
-        return f"one-time Temporary Access Pass in Secret block {block}"
+        return f"one-time Temporary Access Pass sealed in Secret block {block}"
     return "none: the password was discarded; the user resets it through self-service"
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from .auth import MsalTokenProvider, TokenProvider
 from .config import TenantConfig
+from .endpoints import check_endpoints
 from .errors import (
     ApiError,
     AuthError,
@@ -89,8 +90,10 @@ def build_clients(
 
     Requests Microsoft limits per app and tenant wait in ``limiter`` (default: the process-wide
     :data:`m365.limits.SHARED`). No network I/O happens here: the MSAL application is built on
-    the first token request.
+    the first token request. Endpoints that are not Microsoft's (and not allowed by this worker)
+    are refused first (``m365.endpoints``), so neither the credential nor a token can reach them.
     """
+    check_endpoints(config)
     transport = Transport(
         ca_bundle=config.ca_bundle,
         connect_timeout=config.connect_timeout,

@@ -38,6 +38,7 @@ import requests
 from msal.exceptions import MsalError, MsalServiceError
 
 from .config import TenantConfig
+from .endpoints import check_endpoints
 from .errors import (
     AuthError,
     ConfigurationError,
@@ -330,6 +331,8 @@ class MsalTokenProvider:
     """``TokenProvider`` backed by a process-wide ``msal.ConfidentialClientApplication``."""
 
     def __init__(self, config: TenantConfig) -> None:
+        # Before any token request: the credential goes only to hosts this worker accepts.
+        check_endpoints(config)
         self._config = config
         self._shared: _SharedApp | None = None
         self._lock = threading.Lock()

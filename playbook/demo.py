@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .localstack import REPO, ManagedProcess, start_prefect_server
+from .localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server
 
 DEMO_ACCOUNT = "rob@contoso.com"
 # Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
@@ -55,8 +55,14 @@ class DemoEnv:
             PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_RUNNER_POLL_FREQUENCY="2",
             UNBLOCK_APPROVAL_POLL_SECONDS="2",
+            # The worker-side allowance for the emulator's host (m365.endpoints).
+            UNBLOCK_EMAIL_ALLOWED_HOSTS=LOOPBACK,
         )
         return env
+
+    @property
+    def handover_key(self) -> Path:
+        return self.state_dir / "handover.key"
 
 
 def _log(message: str) -> None:
@@ -90,8 +96,22 @@ def start_emulator(stack: ExitStack, env: DemoEnv) -> dict[str, Any]:
         raise DemoError(f"the emulator printed no launch line; see {emulator.log_path}") from None
 
 
-def save_tenant_block(info: dict[str, Any]) -> None:
-    """Store the emulated tenant as the ``contoso`` M365Tenant block (the secret is fake)."""
+def handover_public_key(env: DemoEnv) -> str:
+    """The demo's hand-over key pair: the private key in the state directory, made once."""
+    from .sealing import SealError, generate_key_file, load_private_key, public_key_text
+
+    try:
+        if env.handover_key.exists():
+            return public_key_text(load_private_key(env.handover_key).public_key())
+        return generate_key_file(env.handover_key)
+    except SealError as exc:
+        raise DemoError(f"the demo's hand-over key: {exc}") from None
+
+
+def save_tenant_block(info: dict[str, Any], handover_key: str) -> None:
+    """Store the emulated tenant as the ``contoso`` M365Tenant block. The demo keeps its (fake)
+    secret in the block, the mode check-tenant warns about; real tenants keep it on the
+    workers (README, "Connect your tenant")."""
     from pydantic import SecretStr
 
     from playbook.blocks import M365Tenant
@@ -103,7 +123,9 @@ def save_tenant_block(info: dict[str, Any]) -> None:
         tenant_id=tenant["tenant_id"],
         tenant_domain=tenant.get("domain"),
         client_id=app["client_id"],
+        credential_source="secret-in-block",
         client_secret=SecretStr(app["client_secret"]),
+        handover_public_key=handover_key,
         authority_host=info["authority_host"],
         graph_base=info["graph_base"],
         exchange_base=info["exchange_base"],
@@ -227,6 +249,22 @@ def print_report(run_id: Any) -> None:
         print(artifact.data)
 
 
+def handover_line(env: DemoEnv, run_id: Any) -> str:
+    """The hand-over command for the sample run, exactly as an analyst types it."""
+    from .handover import command_line
+
+    def shown(path: Path) -> str:
+        return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
+
+    python = Path(sys.executable)
+    return command_line(
+        str(run_id),
+        api_url=env.api_url,
+        key_path=shown(env.handover_key),
+        python=shown(python) if python.is_absolute() else str(python),
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="approve automatically and exit")
@@ -242,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             start_server(stack, env)
             info = start_emulator(stack, env)
-            save_tenant_block(info)
+            save_tenant_block(info, handover_public_key(env))
             serve = start_serving(stack, env)
             _wait_for_deployment("unblock-user/unblock-user", 90)
             run_id = start_sample_run(verification_delay_minutes=0.1 if args.smoke else 240)
@@ -251,7 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             print_approval(run_id)
             link = f"{env.ui_url}/runs/flow-run/{run_id}"
             if not args.smoke:
-                print(f"\nApproval waiting: open {link} and press Resume.\n", flush=True)
+                print(f"\nApproval waiting: open {link} and press Resume.", flush=True)
+                print(f"Hand the new password over: {handover_line(env, run_id)}\n", flush=True)
                 _log("serving until Ctrl-C")
                 while serve.alive():
                     time.sleep(1)

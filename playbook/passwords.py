@@ -1,9 +1,16 @@
-"""Password generation for the reset step (``secrets`` only, never ``random``)."""
+"""Password generation for the reset step (``secrets`` only, never ``random``), and the one
+place a generated password is kept in clear: this process's memory, until the reset is done.
+
+The run stores the password only sealed to the hand-over team's key (``playbook.sealing``); the
+worker cannot open it. A retried reset (a task retry, same process) must apply the value that was
+sealed, so the clear value stays here, keyed by the run's hand-over block, and nowhere else.
+"""
 
 from __future__ import annotations
 
 import secrets
 import string
+import threading
 
 from pydantic import SecretStr
 
@@ -39,3 +46,24 @@ def meets_complexity(password: str) -> bool:
         and all(any(c in cls for c in password) for cls in CLASSES)
         and all(c in ALPHABET for c in password)
     )
+
+
+_pending: dict[str, SecretStr] = {}
+_pending_lock = threading.Lock()
+
+
+def remember(key: str, password: SecretStr) -> None:
+    """Keep ``password`` in this process's memory for the reset of ``key`` (a hand-over block)."""
+    with _pending_lock:
+        _pending[key] = password
+
+
+def recall(key: str) -> SecretStr | None:
+    """The password sealed for ``key`` by this process, or None (another process sealed it)."""
+    with _pending_lock:
+        return _pending.get(key)
+
+
+def forget(key: str) -> None:
+    with _pending_lock:
+        _pending.pop(key, None)

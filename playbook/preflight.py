@@ -484,6 +484,42 @@ class GrantedAccess(_Frozen):
         return frozenset(ids)
 
 
+class CredentialCheck(_Frozen):
+    """Where the profile keeps the app credential, and whether runs can seal a hand-over."""
+
+    source: str = Field(description="the profile's credential_source")
+    where: str = Field(description="where the credential is, in words (never the credential)")
+    worker_side: bool
+    handover_key: str | None = Field(
+        default=None, description="fingerprint of the hand-over public key; None: no key"
+    )
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        found = []
+        if not self.worker_side:
+            found.append(
+                "The app credential is stored in the tenant profile block (secret-in-block, demo "
+                "only): anyone with access to the Prefect API or a database backup can read it "
+                "and act on the whole tenant outside the playbook. Keep it on the workers: "
+                "credential_source certificate-file or environment-variable."
+            )
+        if self.handover_key is None:
+            found.append(
+                "The profile has no handover_public_key: runs that hand a password or TAP over "
+                "refuse to reset (python -m playbook.handover keygen creates one)."
+            )
+        return tuple(found)
+
+
+def credential_check(
+    source: str, where: str, *, worker_side: bool, handover_key: str | None
+) -> CredentialCheck:
+    return CredentialCheck(
+        source=source, where=where, worker_side=worker_side, handover_key=handover_key
+    )
+
+
 class StepCheck(_Frozen):
     flow: str
     step: str
@@ -512,6 +548,7 @@ class PreflightReport(_Frozen):
     exchange_permissions: tuple[str, ...] | None = None
     directory_roles: tuple[str, ...] = ()
     problems: tuple[str, ...] = ()
+    credential: CredentialCheck | None = None
 
     @property
     def ready(self) -> bool:
@@ -608,6 +645,7 @@ def analyse(
     *,
     client_id: str = "",
     requirements: tuple[Requirement, ...] = REQUIREMENTS,
+    credential: CredentialCheck | None = None,
 ) -> PreflightReport:
     """The gap analysis: every requirement checked against what the tenant granted."""
     problems = [
@@ -629,6 +667,7 @@ def analyse(
         exchange_permissions=granted.exchange.permissions,
         directory_roles=tuple(sorted(role_name(r) for r in granted.role_ids())),
         problems=tuple(problems),
+        credential=credential,
     )
 
 

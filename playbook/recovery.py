@@ -3,7 +3,8 @@
 A run can die at any point (worker host lost, flow process killed). The two points that matter:
 
 - **after the password reset**: the new password is in force and lives only in the run's Secret
-  block ``unblock-handover-<run id>``;
+  block ``unblock-handover-<run id>``, sealed to the hand-over team's key (the clear value was in
+  the dead process's memory only);
 - **while the run waits for approval**: same, plus the entry is still on the Restricted list.
 
 The run itself ends in a clear state without our help: ``Crashed`` when its process is killed and
@@ -23,8 +24,10 @@ interrupted run that still has a hand-over block and no pending follow-up, one a
     schedule a ``verify-unblock`` cleanup run at the time the run would have cleaned up
     (start + verification delay), never earlier than now.
 
-Runs still active (Scheduled, Pending, Running, Paused, AwaitingRetry) are never touched: a
-re-run of the same flow run keeps its block and applies the same password again.
+Runs still active (Scheduled, Pending, Running, Paused, AwaitingRetry) are never touched. A
+re-run of the same flow run in a new process cannot open the sealed password (the worker has no
+private key): it generates a new one, replaces the sealed copy, and only then resets, so the block
+never holds a password older than the one in force.
 """
 
 from __future__ import annotations

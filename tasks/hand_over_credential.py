@@ -1,9 +1,13 @@
-"""Step 2c: the credential hand-over, through a Prefect Secret block named after the run.
+"""Step 2c: the credential hand-over, sealed to the hand-over team's key in a Secret block named
+after the run (``playbook.sealing``). The worker cannot open it; only the team's private key can.
 
-``prepare_handover`` runs *before* the reset: it generates the password and stores it, so every
-reset attempt (and a re-run after a crash) applies the value that is handed over.
-``hand_over_credential`` runs after the reset (TAP mode issues the pass there).
-``delete_handover`` is called by the follow-up check.
+``prepare_handover`` runs *before* the reset: it checks the profile's hand-over key (no key, no
+reset) and, in password mode, generates the password, stores it sealed, and keeps the clear value
+in this process's memory only (``playbook.passwords.remember``), so every reset attempt of this
+process applies the value that is handed over. A re-run in a new process cannot open the sealed
+copy: it generates a new password and replaces the sealed copy before its own reset.
+``hand_over_credential`` runs after the reset (TAP mode issues the pass and seals it there).
+``delete_handover`` is called by the follow-up check and records who deleted it, and when.
 """
 
 from __future__ import annotations
@@ -11,14 +15,15 @@ from __future__ import annotations
 from prefect import task
 from prefect.blocks.system import Secret
 from prefect.cache_policies import NO_CACHE
+from pydantic import SecretStr
 
 from m365.models import TemporaryAccessPass
-from playbook import redaction
-from playbook.clients import clients_for
+from playbook import handover_audit, passwords, redaction
+from playbook.clients import clients_for, handover_key
 from playbook.params import HandoverMode
-from playbook.passwords import generate_password
 from playbook.reconcile import issue_tap
 from playbook.results import HandoverResult
+from playbook.sealing import CredentialKind, fingerprint, parse_public_key, seal
 
 from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
@@ -28,26 +33,51 @@ TAP_LIFETIME_MINUTES = 60
 
 def _exists(block_name: str) -> bool:
     try:
-        existing = Secret.load(block_name)  # type: ignore[no-untyped-call]
+        Secret.load(block_name)  # type: ignore[no-untyped-call]
     except ValueError:  # Prefect: no block document with this name
         return False
-    assert isinstance(existing, Secret)
-    redaction.register_secret(str(existing.get()))
     return True
 
 
+def _store_sealed(block_name: str, value: SecretStr, public_key: str, kind: CredentialKind) -> str:
+    """Seal ``value`` for this run and (over)write the run's block; returns the key fingerprint."""
+    replaced = _exists(block_name)
+    sealed = seal(value, public_key, context=handover_audit.run_id_of(block_name), kind=kind)
+    Secret(value=sealed).save(block_name, overwrite=True)
+    fp = fingerprint(parse_public_key(public_key))
+    handover_audit.record_sealed(block_name, kind.value, fp, replaced=replaced)
+    return fp
+
+
 @task(name="prepare_handover", persist_result=False, cache_policy=NO_CACHE)
-def prepare_handover(block_name: str) -> str:
-    """Generate the new password and store it in the run's Secret block (kept on a re-run)."""
+def prepare_handover(tenant: str, block_name: str, mode: HandoverMode) -> str:
+    """Check the hand-over key; in password mode generate the password and store it sealed.
+
+    Returns a note for the report (no secret).
+    """
     logger = run_logger()
-    if _exists(block_name):
-        logger.info("Hand-over block %s already exists (re-run); keeping its password", block_name)
-        return block_name
-    password = generate_password()
+    public_key = handover_key(tenant)  # NoHandoverKey (nothing changed yet) if unusable
+    fp = fingerprint(parse_public_key(public_key))
+    if mode != "secret-block":
+        logger.info("Hand-over key %s checked; the TAP is sealed to it once issued", fp)
+        return f"hand-over key {fp} checked"
+    if passwords.recall(block_name) is not None and _exists(block_name):
+        logger.info("Sealed password in %s kept (same process: a retry applies it)", block_name)
+        return f"password sealed to hand-over key {fp} in Secret block {block_name}"
+    replaced = _exists(block_name)
+    password = passwords.generate_password()
     redaction.register_secret(password)
-    Secret(value=password).save(block_name, overwrite=False)
-    logger.info("New password generated and stored in Secret block %s", block_name)
-    return block_name
+    passwords.remember(block_name, password)
+    _store_sealed(block_name, password, public_key, CredentialKind.PASSWORD)
+    if replaced:
+        logger.info(
+            "Re-run in a new process: the earlier sealed password cannot be opened here, so a new "
+            "one replaced it in Secret block %s before the reset",
+            block_name,
+        )
+    else:
+        logger.info("New password sealed to hand-over key %s in Secret block %s", fp, block_name)
+    return f"password sealed to hand-over key {fp} in Secret block {block_name}"
 
 
 @task(
@@ -63,16 +93,19 @@ def hand_over_credential(
     tenant: str, user_id: str, mode: HandoverMode, block_name: str | None
 ) -> HandoverResult:
     """Make the credential available to the analyst: nothing more in 'secret-block' mode, a
-    one-time Temporary Access Pass in 'tap' mode, nothing at all in 'none' mode."""
+    one-time Temporary Access Pass (sealed) in 'tap' mode, nothing at all in 'none' mode."""
     logger = run_logger()
     if mode != "tap" or block_name is None:
         logger.info("Credential hand-over: %s", block_name or "none (self-service reset)")
+        if block_name is not None:
+            passwords.forget(block_name)  # reset done: no clear copy left in memory
         return HandoverResult(mode=mode, handover_block=block_name)
     clients = clients_for(tenant)
+    public_key = handover_key(tenant)
 
     def store(tap: TemporaryAccessPass) -> None:
         redaction.register_secret(tap.temporary_access_pass)
-        Secret(value=tap.temporary_access_pass).save(block_name, overwrite=True)
+        _store_sealed(block_name, tap.temporary_access_pass, public_key, CredentialKind.TAP)
 
     # A lost answer is waited out for one read timeout before a new pass is issued.
     issued = issue_tap(
@@ -85,7 +118,7 @@ def hand_over_credential(
         log=logger,
     )
     logger.info(
-        "One-time Temporary Access Pass stored in Secret block %s and confirmed in force "
+        "One-time Temporary Access Pass sealed in Secret block %s and confirmed in force "
         "(round %d)",
         block_name,
         issued.rounds,
@@ -96,12 +129,16 @@ def hand_over_credential(
 
 
 @task(name="delete_handover", persist_result=False, cache_policy=NO_CACHE)
-def delete_handover(block_name: str) -> bool:
-    """Delete the hand-over Secret block; True if it existed."""
+def delete_handover(block_name: str, reason: str = "") -> bool:
+    """Delete the hand-over Secret block and record who deleted it; True if it existed."""
+    passwords.forget(block_name)
     try:
         Secret.delete(block_name)
     except ValueError:  # already gone
         run_logger().info("Hand-over block %s was already deleted", block_name)
         return False
+    handover_audit.record_deleted(
+        block_name, by=handover_audit.current_actor("delete_handover"), reason=reason
+    )
     run_logger().info("Hand-over block %s deleted", block_name)
     return True

@@ -2,7 +2,9 @@
 
 The decisions are ``playbook.recovery.decide``; this module gathers the facts from the Prefect
 API (runs, task runs, Secret blocks) and carries the decisions out. It never reads a secret's
-value: blocks are looked up and deleted by name with ``include_secrets=False``.
+value (the blocks hold it sealed to the hand-over team's key anyway): blocks are looked up and
+deleted by name with ``include_secrets=False``, and each deletion is recorded as an
+``unblock-email.handover.deleted`` event.
 
 Callers:
 
@@ -40,6 +42,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from playbook import handover_audit
 from playbook.decisions import handover_block_name
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.recovery import (
@@ -87,7 +90,7 @@ def _block_exists(client: SyncPrefectClient, name: str) -> bool:
     return True
 
 
-def _delete_block(client: SyncPrefectClient, name: str) -> bool:
+def _delete_block(client: SyncPrefectClient, name: str, reason: str) -> bool:
     try:
         doc = client.read_block_document_by_name(
             name, block_type_slug="secret", include_secrets=False
@@ -96,6 +99,9 @@ def _delete_block(client: SyncPrefectClient, name: str) -> bool:
         client.delete_block_document(doc.id)
     except ObjectNotFound:
         return False
+    handover_audit.record_deleted(
+        name, by=handover_audit.current_actor("recover_interrupted_runs"), reason=reason
+    )
     return True
 
 
@@ -233,7 +239,7 @@ def recover(
             decision = decide(facts, superseded=superseded, now=now)
             followup = None
             if decision.action is RecoveryAction.DELETE:
-                _delete_block(client, block)
+                _delete_block(client, block, f"recovery: {decision.reason}")
             elif decision.action in (
                 RecoveryAction.SCHEDULE_CLEANUP,
                 RecoveryAction.SCHEDULE_VERIFY,

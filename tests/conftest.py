@@ -14,6 +14,9 @@ _PREFECT_HOME = Path(tempfile.mkdtemp(prefix="unblock-tests-prefect-"))
 os.environ["PREFECT_HOME"] = str(_PREFECT_HOME)
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_TO_API_BATCH_INTERVAL", "0.3")
+# The worker-side allowance for the emulator's host (m365.endpoints): this process runs flows, and
+# every subprocess (flows.serve, workers, flow-run processes) inherits it.
+os.environ["UNBLOCK_EMAIL_ALLOWED_HOSTS"] = "127.0.0.1"
 
 from emulator import Emulator, demo_seed_path, load_seed  # noqa: E402
 

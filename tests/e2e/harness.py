@@ -68,6 +68,8 @@ def child_env(extra: Mapping[str, str]) -> dict[str, str]:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
             "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
+            # The worker-side allowance for the emulator's host (m365.endpoints).
+            "UNBLOCK_EMAIL_ALLOWED_HOSTS": LOOPBACK,
         }
     )
     env.update(extra)
@@ -500,7 +502,9 @@ def save_tenant_block(server: PrefectServer, config: Any, name: str = "contoso",
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
     from playbook.blocks import M365Tenant
+    from tests.handover_keys import PUBLIC_KEY
 
+    kw.setdefault("handover_public_key", PUBLIC_KEY)
     updates: dict[Any, Any] = {PREFECT_API_URL: server.api_url}
     if server.auth_string:
         updates[PREFECT_API_AUTH_STRING] = server.auth_string

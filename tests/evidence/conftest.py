@@ -11,6 +11,7 @@ from emulator import Emulator
 from playbook import clients
 from playbook.blocks import M365Tenant
 
+from ..handover_keys import PUBLIC_KEY
 from .receiver import WebhookReceiver
 
 TENANT = "contoso"
@@ -39,9 +40,9 @@ TEAMS_SHAPE = {
 @pytest.fixture
 def tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
     """The 'contoso' tenant profile block, pointing at the emulator."""
-    M365Tenant.from_config(emulator.tenant_config(TENANT, app="playbook")).save(
-        TENANT, overwrite=True
-    )
+    M365Tenant.from_config(
+        emulator.tenant_config(TENANT, app="playbook"), handover_public_key=PUBLIC_KEY
+    ).save(TENANT, overwrite=True)
     clients.forget(TENANT)
     yield TENANT
     clients.forget(TENANT)

@@ -20,6 +20,9 @@ os.environ.setdefault("UNBLOCK_TASK_RETRIES", "3")
 from emulator import Emulator
 from playbook.localstack import ManagedProcess, wait_for
 
+from ..handover_keys import PUBLIC_KEY
+from ..handover_keys import secret_value as secret_value
+
 TENANT = "contoso"
 
 
@@ -38,7 +41,9 @@ def tenant_block(api_url: str, emulator_session: Emulator) -> str:
     from playbook.blocks import M365Tenant, register_blocks
 
     register_blocks()
-    M365Tenant.from_config(emulator_session.tenant_config(TENANT)).save(TENANT, overwrite=True)
+    M365Tenant.from_config(
+        emulator_session.tenant_config(TENANT), handover_public_key=PUBLIC_KEY
+    ).save(TENANT, overwrite=True)
     return TENANT
 
 
@@ -172,13 +177,3 @@ def effective(emulator: Emulator, endpoint: str, cmdlet: str | None = None) -> l
         and (cmdlet is None or r.cmdlet == cmdlet)
         and 200 <= r.status < 300
     ]
-
-
-def secret_value(block_name: str) -> str | None:
-    from prefect.blocks.system import Secret
-
-    try:
-        block = Secret.load(block_name)
-    except ValueError:
-        return None
-    return str(block.get())

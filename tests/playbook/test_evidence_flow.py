@@ -16,6 +16,7 @@ from playbook.rendering import md_escape as md
 
 from ..evidence.conftest import SLACK_SHAPE, TEAMS_SHAPE
 from ..evidence.receiver import WebhookReceiver
+from ..handover_keys import PUBLIC_KEY
 from .conftest import (
     TENANT,
     artifact_markdown,
@@ -78,9 +79,9 @@ def privileged_profile(emulator: Emulator, tenant_block: str) -> str:
     """A tenant profile on the emulator's 'privileged' app (Privileged Authentication Admin)."""
     from playbook.blocks import M365Tenant
 
-    M365Tenant.from_config(emulator.tenant_config(TENANT, app="privileged")).save(
-        PRIVILEGED_PROFILE, overwrite=True
-    )
+    M365Tenant.from_config(
+        emulator.tenant_config(TENANT, app="privileged"), handover_public_key=PUBLIC_KEY
+    ).save(PRIVILEGED_PROFILE, overwrite=True)
     return PRIVILEGED_PROFILE
 
 

@@ -23,6 +23,7 @@ from emulator import Emulator
 from flows.verify_unblock import verify_unblock
 from playbook.params import VerifyRequest
 
+from ..handover_keys import sealed_for
 from .conftest import (
     TENANT,
     artifact_markdown,
@@ -185,7 +186,7 @@ def test_still_listed_long_after_approval_escalates_and_deletes_the_secret(
     emulator: Emulator,
 ) -> None:
     block = f"unblock-handover-{uuid.uuid4()}"
-    Secret(value="not-a-real-password-123").save(block)
+    Secret(value=sealed_for(block, "not-a-real-password-123")).save(block)
     check = VerifyRequest(
         account=ROB,
         tenant=TENANT,
@@ -202,7 +203,7 @@ def test_still_listed_long_after_approval_escalates_and_deletes_the_secret(
 
 def test_still_listed_soon_after_approval_reschedules_itself(emulator: Emulator) -> None:
     block = f"unblock-handover-{uuid.uuid4()}"
-    Secret(value="not-a-real-password-456").save(block)
+    Secret(value=sealed_for(block, "not-a-real-password-456")).save(block)
     check = VerifyRequest(
         account=ROB,
         tenant=TENANT,

@@ -45,6 +45,8 @@ class RealServer:
     home: Path
     port: int
     procs: dict[str, ManagedProcess] = field(default_factory=dict)
+    # Only for worker processes (flows.serve): the app credential in the recommended mode.
+    worker_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def api_url(self) -> str:
@@ -71,6 +73,8 @@ class RealServer:
             PREFECT_RUNNER_POLL_FREQUENCY="1",
             PREFECT_SERVER_SERVICES_PAUSE_EXPIRATIONS_LOOP_SECONDS="1",
             UNBLOCK_APPROVAL_POLL_SECONDS="1",
+            # The worker-side allowance for the emulator's host (m365.endpoints).
+            UNBLOCK_EMAIL_ALLOWED_HOSTS="127.0.0.1",
             PYTHONUNBUFFERED="1",
         )
         env.update(extra)
@@ -102,7 +106,7 @@ class RealServer:
         args = [sys.executable, "-m", "flows.serve"]
         if only:
             args += ["--only", *only]
-        self.start(name, args, **extra_env)
+        self.start(name, args, **{**self.worker_env, **extra_env})
 
 
 @contextmanager
@@ -143,9 +147,19 @@ def serve_and_wait(server: RealServer, *flows: str) -> None:
         wait_for(lambda f=flow: deployment(f"{f}/{f}"), 120, f"deployment {flow}")
 
 
+# The recommended mode: the profile names this variable; only the worker's environment has it.
+CLIENT_SECRET_ENV = "CONTOSO_CLIENT_SECRET"
+
+
 @contextmanager
 def served_stack(prefix: str, *flows: str) -> Iterator[tuple[RealServer, Emulator]]:
-    """The demo tenant, a real server with the 'contoso' profile, and ``flows.serve``."""
+    """The demo tenant, a real server with the 'contoso' profile, and ``flows.serve``.
+
+    The profile keeps the app credential on the worker (``environment-variable``): the secret is
+    in the environment of ``flows.serve`` (and its flow-run processes) only, never in Prefect.
+    """
+    from ..handover_keys import PUBLIC_KEY
+
     emu = Emulator(load_seed(demo_seed_path()))
     emu.start()
     try:
@@ -153,7 +167,12 @@ def served_stack(prefix: str, *flows: str) -> Iterator[tuple[RealServer, Emulato
             from playbook.blocks import M365Tenant, register_blocks
 
             register_blocks()
-            M365Tenant.from_config(emu.tenant_config("contoso")).save("contoso", overwrite=True)
+            config = emu.tenant_config("contoso")
+            M365Tenant.from_config(
+                config, handover_public_key=PUBLIC_KEY, client_secret_env=CLIENT_SECRET_ENV
+            ).save("contoso", overwrite=True)
+            assert config.client_secret is not None
+            server.worker_env[CLIENT_SECRET_ENV] = config.client_secret.get_secret_value()
             serve_and_wait(server, *flows)
             yield server, emu
     finally:

@@ -10,6 +10,7 @@ from typing import Any
 
 from emulator import Emulator
 
+from ..handover_keys import secret_value as secret_value
 from .realserver import wait_for
 
 
@@ -79,16 +80,6 @@ def resume(run: Any, **run_input: Any) -> None:
     from prefect.flow_runs import resume_flow_run
 
     resume_flow_run(run.id, run_input=run_input)
-
-
-def secret_value(block_name: str) -> str | None:
-    from prefect.blocks.system import Secret
-
-    try:
-        block = Secret.load(block_name)
-    except ValueError:
-        return None
-    return str(block.get())
 
 
 def effective_writes(emu: Emulator, endpoint: str, cmdlet: str | None = None) -> int:

@@ -26,6 +26,7 @@ import pytest
 
 from emulator import Emulator
 
+from ..handover_keys import secret_value
 from ..security.leakscan import child_pids
 from .realserver import RealServer, serve_and_wait, served_stack, use_api, wait_for
 
@@ -58,15 +59,6 @@ def read(run_id: Any) -> Any:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(run_id)
-
-
-def secret_value(name: str) -> str | None:
-    from prefect.blocks.system import Secret
-
-    try:
-        return str(Secret.load(name).get())
-    except ValueError:
-        return None
 
 
 def flow_process_of(server: RealServer) -> int:
@@ -185,3 +177,67 @@ def test_kill_worker_while_waiting_for_approval(crash_env):
         actions = [r.action.value for r in recover() if r.handover_block == block]
     assert actions == ["schedule-cleanup"]
     rerun_and_check(server, emu, block)
+
+
+def sealed_events(run_id: Any) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from playbook import handover_audit
+
+    with get_client(sync_client=True) as client:
+        page = client.read_events(
+            filter=EventFilter(
+                event=EventNameFilter(name=[handover_audit.SEALED]),
+                resource=EventResourceFilter(id=[handover_audit.resource_id(str(run_id))]),
+            ),
+            limit=50,
+        )
+    return list(page.events)
+
+
+def test_a_rerun_in_a_new_process_seals_a_new_password_before_its_reset(crash_env):
+    """The worker cannot open the sealed copy (it has no private key) and the dead process took
+    the clear value with it: the re-run of the same flow run generates a new password, replaces
+    the sealed copy, then resets. The block never holds a password older than the one in force."""
+    server, emu = crash_env
+    emu.reset()
+    if "serve" not in server.procs:
+        start_worker(server)
+    emu.faults.add(endpoint="graph.revoke_sessions", kind="latency", seconds=60, count=1)
+    run = run_deployment_now(account=ROB, approval_timeout_minutes=5)
+    block = f"unblock-handover-{run.id}"
+    wait_for(
+        lambda: any(
+            r.endpoint == "graph.update_user" and 200 <= r.status < 300 for r in emu.writes()
+        ),
+        120,
+        "the password reset",
+    )
+    os.kill(flow_process_of(server), signal.SIGKILL)
+    wait_for(lambda: (s := read(run.id).state) is not None and s.is_crashed(), 60, "Crashed")
+    first = secret_value(block)
+    assert first and emu.state.password_matches(emu.state.user("contoso", ROB), first)
+
+    # The analyst retries the same run (what "Retry" in the UI does): the worker runs it again.
+    from prefect.client.orchestration import get_client
+    from prefect.states import Scheduled
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(run.id, Scheduled(), force=True)
+    wait_for(lambda: read(run.id).state.is_paused(), 120, "the re-run to ask for approval")
+    second = secret_value(block)
+    assert second and second != first
+    user = emu.state.user("contoso", ROB)
+    assert emu.state.password_matches(user, second) and not emu.state.password_matches(user, first)
+    events = wait_for(lambda: len(e := sealed_events(run.id)) >= 2 and e, 30, "sealed events")
+    assert sorted(e.payload["replaced_earlier_copy"] for e in events) == [False, True]
+
+    from prefect.flow_runs import resume_flow_run
+
+    resume_flow_run(run.id, run_input={"approve": True, "approver": "bob"})
+    final = wait_for(
+        lambda: (s := read(run.id).state) is not None and s.is_final() and s, 120, "the re-run"
+    )
+    assert final.name == "Unblocked", final.message
+    assert secret_value(block) == second

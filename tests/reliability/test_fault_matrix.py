@@ -30,6 +30,7 @@ import pytest
 
 from emulator import Emulator
 
+from ..handover_keys import PUBLIC_KEY
 from .runs import (
     effective_writes,
     ensure_verify_deployment,
@@ -134,7 +135,7 @@ def profile(prefect_api: str, emulator_session: Emulator) -> Iterator[str]:
     config = emulator_session.tenant_config("contoso").model_copy(
         update={"read_timeout": READ_TIMEOUT, "connect_timeout": 2.0}
     )
-    block = M365Tenant.from_config(config)
+    block = M365Tenant.from_config(config, handover_public_key=PUBLIC_KEY)
     assert block.to_config().read_timeout == READ_TIMEOUT, "the profile must carry read_timeout"
     block.save(PROFILE, overwrite=True)
     ensure_verify_deployment()

@@ -173,9 +173,11 @@ class Scanner:
             if decoded:
                 self.scan_bytes(decoded, f"{location} (decoded result)")
 
-    def scan_process(self, pid: int, label: str) -> None:
+    def scan_process(
+        self, pid: int, label: str, parts: tuple[str, ...] = ("cmdline", "environ")
+    ) -> None:
         """Command line (what ``ps`` shows everyone) and environment of a live process."""
-        for part in ("cmdline", "environ"):
+        for part in parts:
             path = Path(f"/proc/{pid}/{part}")
             try:
                 data = path.read_bytes()

@@ -23,6 +23,7 @@ import pytest
 
 from emulator import Emulator
 
+from ..handover_keys import PUBLIC_KEY
 from ..reliability.runs import ensure_verify_deployment, read_run, resume, start_unblock
 from ..reliability.runs import wait_paused_or_done as wait_paused
 from .hostile_inputs import CORPUS, by_group
@@ -71,7 +72,9 @@ def deployments(prefect_api: str, emulator_session: Emulator) -> Iterator[dict[s
     from playbook.blocks import M365Tenant, register_blocks
 
     register_blocks()
-    M365Tenant.from_config(emulator_session.tenant_config("contoso")).save(PROFILE, overwrite=True)
+    M365Tenant.from_config(
+        emulator_session.tenant_config("contoso"), handover_public_key=PUBLIC_KEY
+    ).save(PROFILE, overwrite=True)
     ensure_verify_deployment()
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound

@@ -46,6 +46,8 @@ from playbook.sweep import (
     variable_name,
 )
 
+from ..handover_keys import PUBLIC_KEY
+
 SUFFIX = uuid.uuid4().hex[:6]
 ALPHA, BRAVO, CHARLIE = (f"sw-{n}-{SUFFIX}" for n in ("alpha", "bravo", "charlie"))
 BULK = 1000
@@ -127,12 +129,18 @@ def world(prefect_api: str) -> Iterator[Emulator]:
     emu = Emulator(SEED)
     emu.start()
     try:
-        M365Tenant.from_config(emu.tenant_config("alpha"), policy="contain").save(ALPHA)
-        M365Tenant.from_config(emu.tenant_config("bravo"), policy="report").save(BRAVO)
+        M365Tenant.from_config(
+            emu.tenant_config("alpha"), policy="contain", handover_public_key=PUBLIC_KEY
+        ).save(ALPHA)
+        M365Tenant.from_config(
+            emu.tenant_config("bravo"), policy="report", handover_public_key=PUBLIC_KEY
+        ).save(BRAVO)
         wrong = emu.tenant_config("charlie").model_copy(
             update={"client_secret": SecretStr("not-the-secret")}
         )
-        M365Tenant.from_config(wrong, policy="contain").save(CHARLIE)
+        M365Tenant.from_config(wrong, policy="contain", handover_public_key=PUBLIC_KEY).save(
+            CHARLIE
+        )
         unblock_user.to_deployment(name="unblock-user").apply()
         yield emu
     finally:
