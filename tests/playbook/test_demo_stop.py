@@ -89,14 +89,9 @@ class Terminal:
 def _children() -> dict[int, list[int]]:
     tree: dict[int, list[int]] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])
-        tree.setdefault(ppid, []).append(int(entry.name))
+        fields = _stat(int(entry.name)) if entry.name.isdigit() else []
+        if len(fields) > 1:
+            tree.setdefault(int(fields[1]), []).append(int(entry.name))
     return tree
 
 
@@ -118,11 +113,17 @@ def _cmdline(pid: int) -> str:
 
 def _alive(pid: int) -> bool:
     """Running (a zombie holds no port and no work; its parent reaps it)."""
+    fields = _stat(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/<pid>/stat after the command name: state, ppid, ... (empty once the process is
+    gone; a process that is exiting may read as an empty file)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+        return []
 
 
 def _listening_ports(pids: list[int]) -> set[int]:
