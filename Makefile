@@ -27,6 +27,9 @@ e2e-deps:
 test: setup e2e-deps check
 	$(BIN)/pytest -q -ra
 
+# Ctrl-C, closing the terminal, or SIGTERM to make stops everything the demo started (see
+# playbook/demo.py). make forwards only SIGTERM to the recipe, so it stays one plain command
+# that make runs without a shell in between.
 demo: setup
 	$(BIN)/python -m playbook.demo
 

@@ -4,6 +4,10 @@
 check-tenant when their modules are present. ``--only NAME ...`` limits what is served. Flow runs
 execute as subprocesses of this process; stop it with one SIGTERM/Ctrl-C (Prefect then pauses the
 served deployments' schedules until they are served again).
+
+The tenant field of unblock-user and check-tenant offers the M365 Tenant profiles saved when this
+process starts (see flows.deploy); after adding a profile, serve again or run
+``python -m flows.deploy --tenant-choices``.
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from prefect import serve
+from prefect import get_client, serve
+from prefect.utilities.callables import ParameterSchema
 
+from flows.deploy import TENANT_FIELDS, choice_note, tenant_profiles, with_tenant_choices
 from playbook.blocks import register_blocks
 
 
@@ -48,19 +54,26 @@ def available(only: Sequence[str] | None = None) -> list[Served]:
     return [s for s in chosen if importlib.util.find_spec(s.module) is not None]
 
 
-def deployments(entries: Sequence[Served]) -> list[Any]:
+def deployments(entries: Sequence[Served], profiles: Sequence[str] = ()) -> list[Any]:
+    """The runner deployments; the tenant field offers ``profiles`` (free text if there are
+    none)."""
     result = []
     for entry in entries:
         flow_obj = getattr(importlib.import_module(entry.module), entry.function)
-        result.append(
-            flow_obj.to_deployment(
-                name=entry.name,
-                tags=list(entry.tags),
-                cron=entry.cron,
-                enforce_parameter_schema=True,
-                **entry.options,
-            )
+        deployment = flow_obj.to_deployment(
+            name=entry.name,
+            tags=list(entry.tags),
+            cron=entry.cron,
+            enforce_parameter_schema=True,
+            **entry.options,
         )
+        path = TENANT_FIELDS.get(entry.name)
+        if path is not None:
+            schema = deployment._parameter_openapi_schema.model_dump_for_openapi()
+            deployment._parameter_openapi_schema = ParameterSchema(
+                **with_tenant_choices(schema, path, profiles)
+            )
+        result.append(deployment)
     return result
 
 
@@ -71,8 +84,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     register_blocks()
     entries = available(args.only)
+    with get_client(sync_client=True) as client:
+        profiles = tenant_profiles(client)
     print("serving:", ", ".join(e.name for e in entries), flush=True)
-    serve(*deployments(entries), limit=args.limit)
+    print(choice_note(profiles), flush=True)
+    serve(*deployments(entries, profiles), limit=args.limit)
 
 
 if __name__ == "__main__":

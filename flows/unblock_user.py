@@ -86,7 +86,12 @@ __all__ = ["ARTIFACT_KEY", "approval_poll_seconds", "unblock_user"]
 ARTIFACT_KEY = "unblock-user-report"
 
 
-@flow(name="unblock-user", persist_result=False, validate_parameters=True)
+@flow(
+    name="unblock-user",
+    flow_run_name=UnblockRequest.name_flow_run,
+    persist_result=False,
+    validate_parameters=True,
+)
 def unblock_user(request: UnblockRequest) -> State[Any]:
     """Reset, check, approve and unblock one account restricted from sending e-mail."""
     redaction.install()

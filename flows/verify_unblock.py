@@ -42,7 +42,12 @@ ESCALATION_STEPS = [
 ]
 
 
-@flow(name="verify-unblock", persist_result=False, validate_parameters=True)
+@flow(
+    name="verify-unblock",
+    flow_run_name=VerifyRequest.name_flow_run,
+    persist_result=False,
+    validate_parameters=True,
+)
 def verify_unblock(check: VerifyRequest) -> State[Any]:
     """Check that an unblocked account has left the Restricted users list; clean up."""
     redaction.install()

@@ -5,22 +5,40 @@ from __future__ import annotations
 from typing import Annotated
 
 from prefect.input import RunInput
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
-from .params import NO_NEWLINE
+from .params import (
+    PERSON_NAME_MAX,
+    PERSON_NAME_PATTERN,
+    PERSON_NAME_RULE,
+    Expected,
+    canonical_name,
+)
 
 # No control characters, no line/paragraph separators, no bidi overrides. Written with \u
-# escapes so the same pattern works in pydantic (Rust regex), the server (Python re) and the UI.
+# escapes so the same pattern works in the server (Python re), pydantic (the same, through
+# ``Expected``) and the UI (JavaScript).
 SINGLE_LINE_TEXT = r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029\u202A-\u202E\u2066-\u2069]*$"
-APPROVER_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$"
 
-# The two free fields of every approval form (see playbook.privileged too).
+# The two free fields of every approval form (see playbook.privileged too). The approver's name
+# follows the same rule as requested_by (one definition: playbook.params.PERSON_NAME_PATTERN).
 ApproverName = Annotated[
     str,
-    Field(min_length=1, max_length=100, pattern=APPROVER_PATTERN, json_schema_extra=NO_NEWLINE),
+    Expected(
+        f"approver: your name such as Seán O\u2019Brien ({PERSON_NAME_RULE})",
+        PERSON_NAME_PATTERN,
+        max_length=PERSON_NAME_MAX,
+    ),
+    AfterValidator(canonical_name),
 ]
 OneLineComment = Annotated[
-    str, Field(max_length=500, pattern=SINGLE_LINE_TEXT, json_schema_extra=NO_NEWLINE)
+    str,
+    Expected(
+        "comment: one line of text, at most 500 characters (no line breaks or control characters)",
+        SINGLE_LINE_TEXT,
+        min_length=0,
+        max_length=500,
+    ),
 ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -12,6 +13,8 @@ from m365.models import RestrictedSender, User
 from .outcomes import Outcome
 
 REASON_MAX_LENGTH = 240
+# Control, format (bidi, zero-width), line and paragraph separator characters.
+_NOT_TEXT = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 def account_stop(user: User) -> Outcome | None:
@@ -52,9 +55,20 @@ def is_listed(address: str, entries: Iterable[RestrictedSender]) -> bool:
 
 
 def unblock_reason(ticket: str, approver: str) -> str:
-    """The ``-Reason`` text of ``Remove-BlockedSenderAddress`` (audit trail in Exchange)."""
-    text = f"unblock-email: ticket {ticket}; approved by {approver}"
-    return text[:REASON_MAX_LENGTH]
+    """The ``-Reason`` text of ``Remove-BlockedSenderAddress`` (audit trail in Exchange).
+
+    The ticket and the approver's name were validated by the forms (playbook.params); the text is
+    a plain JSON string value, never a command line. It is composed (NFC) so a name typed with
+    separate accents reads and counts the same, any control, format or separator character is
+    replaced (a second line of defence), and it is cut to Exchange's length without leaving a
+    dangling accent.
+    """
+    text = unicodedata.normalize("NFC", f"unblock-email: ticket {ticket}; approved by {approver}")
+    text = "".join("\ufffd" if unicodedata.category(c) in _NOT_TEXT else c for c in text)
+    text = text[:REASON_MAX_LENGTH]
+    while text and unicodedata.combining(text[-1]):
+        text = text[:-1]
+    return text
 
 
 def handover_block_name(flow_run_id: str) -> str:

@@ -4,30 +4,86 @@ and one sample unblock run paused for approval.
 ``python -m playbook.demo`` prints the UI link of the paused run and serves until Ctrl-C.
 ``python -m playbook.demo --smoke`` approves the run itself, prints the report and exits 0
 (non-zero on any failure).
+
+Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal) stop every process the demo started,
+within 10 s, and free their ports. ``make demo`` forwards SIGTERM to the demo;
+Ctrl-C and a closed terminal signal the whole foreground process group, the demo included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import signal
 import sys
 import time
-from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
-from .localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server
+from .localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server, stop_together
 
 DEMO_ACCOUNT = "rob@contoso.com"
 # Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
 APPROVAL_DESCRIPTION_KEY = "paused-approve-unblock-1-description"
 DEMO_TENANT = "contoso"
+# The signals that stop the demo, and how long stopping may take: flows.serve (with the paused
+# run's process) and the emulator get STOP_GRACE_SERVE seconds, then the server gets
+# STOP_GRACE_SERVER; each gets SIGTERM first and SIGKILL when its grace is over. 7.5 s in all,
+# so everything is gone within 10 s even on a busy machine. The runner needs about 5-6 s on a
+# quiet 2-core machine to cancel the paused run and pause its schedules.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_GRACE_SERVE = 6.0
+STOP_GRACE_SERVER = 1.5
 
 
 class DemoError(RuntimeError):
     """The demo could not reach the state it needs; the message says which part failed."""
+
+
+class Interrupted(BaseException):  # like KeyboardInterrupt: not an error
+    """A stop signal arrived; raised in the main thread wherever it was waiting."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+
+
+def _ignore_stop_signals() -> None:
+    """One stop at a time: a second Ctrl-C, or the SIGTERM make forwards after a SIGTERM sent
+    to the whole group, must not interrupt the clean-up."""
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+
+
+def _stop_on_signals() -> None:
+    def interrupt(signum: int, _frame: FrameType | None) -> None:
+        _ignore_stop_signals()
+        raise Interrupted(signum)
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, interrupt)
+
+
+@dataclass
+class Processes:
+    """What the demo started; ``stop`` ends all of it (safe to call at any point)."""
+
+    server: ManagedProcess | None = None
+    emulator: ManagedProcess | None = None
+    serve: ManagedProcess | None = None
+    stopped: list[str] = field(default_factory=list)
+
+    def stop(self) -> None:
+        # The runner needs the API to stop cleanly (it cancels the paused run and pauses its
+        # schedules), so the server goes last.
+        first = [p for p in (self.serve, self.emulator) if p is not None]
+        stop_together(first, STOP_GRACE_SERVE)
+        if self.server is not None:
+            stop_together([self.server], STOP_GRACE_SERVER)
+        self.stopped = [p.name for p in (*first, self.server) if p is not None]
 
 
 @dataclass(frozen=True)
@@ -41,7 +97,12 @@ class DemoEnv:
 
     @property
     def ui_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """Prefect's V2 UI, its default; the links Prefect generates (``ui_url``) follow it."""
+        return f"http://127.0.0.1:{self.port}/v2"
+
+    def run_url(self, run_id: Any) -> str:
+        """The V2 page of a flow run: its state, logs and artifacts; Resume is in its ⋮ menu."""
+        return f"{self.ui_url}/runs/flow-run/{run_id}"
 
     def environ(self) -> dict[str, str]:
         env = dict(os.environ)
@@ -66,30 +127,30 @@ class DemoEnv:
 
 
 def _log(message: str) -> None:
-    print(f"[demo] {message}", file=sys.stderr, flush=True)
+    with contextlib.suppress(OSError):  # the terminal is gone (SIGHUP): stop silently
+        print(f"[demo] {message}", file=sys.stderr, flush=True)
 
 
-def start_server(stack: ExitStack, env: DemoEnv) -> None:
+def start_server(procs: Processes, env: DemoEnv) -> None:
     _log(f"starting Prefect server on {env.ui_url} (SQLite in {env.state_dir / 'prefect'})")
     try:
-        server = start_prefect_server(
+        procs.server = start_prefect_server(
             env.port, env.environ(), env.state_dir / "server.log", timeout=120
         )
     except (RuntimeError, TimeoutError) as exc:
         raise DemoError(str(exc)) from None
-    stack.callback(server.stop)
 
 
-def start_emulator(stack: ExitStack, env: DemoEnv) -> dict[str, Any]:
+def start_emulator(procs: Processes, env: DemoEnv) -> dict[str, Any]:
     _log("starting the emulated tenant (demo seed)")
-    emulator = ManagedProcess(
+    emulator = procs.emulator = ManagedProcess(
         "emulator",
         [sys.executable, "-m", "emulator", "--state-dir", str(env.state_dir / "emulator")],
         env.environ(),
         env.state_dir / "emulator.log",
         stdout_pipe=True,
     )
-    stack.enter_context(emulator)
+    emulator.start()
     try:
         return emulator.read_json_line(60)
     except (TimeoutError, ValueError):
@@ -134,12 +195,12 @@ def save_tenant_block(info: dict[str, Any], handover_key: str) -> None:
     ).save(DEMO_TENANT, overwrite=True)
 
 
-def start_serving(stack: ExitStack, env: DemoEnv) -> ManagedProcess:
+def start_serving(procs: Processes, env: DemoEnv) -> ManagedProcess:
     _log("serving the deployments (python -m flows.serve)")
-    serve = ManagedProcess(
+    serve = procs.serve = ManagedProcess(
         "serve", [sys.executable, "-m", "flows.serve"], env.environ(), env.state_dir / "serve.log"
     )
-    return stack.enter_context(serve)
+    return serve.start()
 
 
 def _wait_for_deployment(name: str, timeout: float) -> None:
@@ -174,27 +235,21 @@ def _wait_for_state(run_id: Any, wanted: set[str], timeout: float) -> str:
     raise DemoError(f"run did not reach {sorted(wanted)} within {timeout:.0f} s")
 
 
-def _run_name(run_id: Any) -> str:
+def _find_follow_up(run_id: Any, timeout: float) -> Any:
+    """The verify-unblock run that ``run_id`` scheduled (names repeat across demo sessions)."""
     from prefect import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
 
-    with get_client(sync_client=True) as client:
-        return str(client.read_flow_run(run_id).name)
-
-
-def _find_run(name: str, timeout: float) -> Any:
-    from prefect import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
-
+    deployments = DeploymentFilter(name=DeploymentFilterName(any_=["verify-unblock"]))
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            runs = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
-            )
-            if runs:
-                return runs[0].id
+            for run in client.read_flow_runs(deployment_filter=deployments):
+                check = run.parameters.get("check") or {}
+                if str(check.get("source_flow_run_id")) == str(run_id):
+                    return run.id
             time.sleep(1)
-    raise DemoError(f"no flow run named {name} within {timeout:.0f} s")
+    raise DemoError(f"no follow-up check of run {run_id} within {timeout:.0f} s")
 
 
 def start_sample_run(*, verification_delay_minutes: float) -> Any:
@@ -214,7 +269,6 @@ def start_sample_run(*, verification_delay_minutes: float) -> Any:
         },
         timeout=0,
         as_subflow=False,
-        flow_run_name=f"demo-unblock-{int(time.time())}",
     )
     if not isinstance(run, FlowRun):  # the sync call never returns a coroutine here
         raise DemoError("run_deployment returned no flow run")
@@ -269,27 +323,37 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="approve automatically and exit")
     parser.add_argument("--port", type=int, default=int(os.environ.get("DEMO_PORT", "4200")))
-    parser.add_argument("--state-dir", type=Path, default=REPO / ".demo")
+    parser.add_argument(
+        "--state-dir",
+        type=Path,
+        default=Path(os.environ.get("DEMO_STATE_DIR") or REPO / ".demo"),
+    )
     args = parser.parse_args(argv)
 
     env = DemoEnv(state_dir=args.state_dir.resolve(), port=args.port)
     env.state_dir.mkdir(parents=True, exist_ok=True)
     os.environ.update(env.environ())
 
-    with ExitStack() as stack:
+    procs = Processes()
+    _stop_on_signals()
+    try:
         try:
-            start_server(stack, env)
-            info = start_emulator(stack, env)
+            start_server(procs, env)
+            info = start_emulator(procs, env)
             save_tenant_block(info, handover_public_key(env))
-            serve = start_serving(stack, env)
+            serve = start_serving(procs, env)
             _wait_for_deployment("unblock-user/unblock-user", 90)
             run_id = start_sample_run(verification_delay_minutes=0.1 if args.smoke else 240)
             _log(f"sample run for {DEMO_ACCOUNT} started; waiting for it to pause for approval")
             _wait_for_state(run_id, {"PAUSED"}, 180)
             print_approval(run_id)
-            link = f"{env.ui_url}/runs/flow-run/{run_id}"
+            link = env.run_url(run_id)
             if not args.smoke:
-                print(f"\nApproval waiting: open {link} and press Resume.", flush=True)
+                print(
+                    f"\nApproval waiting: open {link}\n"
+                    "then Resume in the run's \u22ee menu (top right).",
+                    flush=True,
+                )
                 print(f"Hand the new password over: {handover_line(env, run_id)}\n", flush=True)
                 _log("serving until Ctrl-C")
                 while serve.alive():
@@ -304,19 +368,30 @@ def main(argv: list[str] | None = None) -> int:
             )
             _wait_for_state(run_id, {"COMPLETED"}, 180)
             print_report(run_id)
-            verify_id = _find_run(f"verify-{_run_name(run_id)}", 60)
+            verify_id = _find_follow_up(run_id, 60)
             _log("waiting for the follow-up check (verify-unblock) to run")
             _wait_for_state(verify_id, {"COMPLETED"}, 240)
             print_report(verify_id)
             _log("smoke run and its follow-up check completed")
             return 0
-        except KeyboardInterrupt:
-            _log("stopping")
+        except Interrupted as exc:
+            _log(f"{exc}: stopping everything the demo started")
             return 0
         except DemoError as exc:
             _log(f"FAILED: {exc} (logs in {env.state_dir})")
             return 1
+    finally:
+        _ignore_stop_signals()
+        began = time.monotonic()
+        procs.stop()
+        _log(f"stopped {', '.join(procs.stopped) or 'nothing'} in {time.monotonic() - began:.1f} s")
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything the demo started is stopped. Prefect's exit handlers would now only retry the
+    # server that is gone (seconds, more on a busy machine), so leave at once.
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):
+            stream.flush()
+    os._exit(code)

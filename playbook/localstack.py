@@ -110,6 +110,7 @@ class ManagedProcess:
         self.stdin = stdin
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        self._terminated = False
 
     def start(self) -> Self:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -187,13 +188,25 @@ class ManagedProcess:
             self._signal_group(signal.SIGKILL)
             self.proc.wait(timeout=10)
 
+    def terminate(self) -> None:
+        """SIGTERM to the whole session, once: a second SIGTERM makes some Prefect processes
+        (``flows.serve``'s runner) exit at once instead of finishing their shutdown."""
+        if self.proc is not None and self.proc.poll() is None and not self._terminated:
+            self._terminated = True
+            self._signal_group(signal.SIGTERM)
+
     def stop(self, term_timeout: float = 15.0) -> None:
         """SIGTERM, then SIGKILL after ``term_timeout``; children that outlive the leader go too.
         Safe to call twice."""
         if self.proc is None:
             return
         try:
-            self.kill(signal.SIGTERM, term_timeout)
+            self.terminate()
+            try:
+                self.proc.wait(timeout=term_timeout)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self.proc.wait(timeout=10)
             self._signal_group(signal.SIGKILL)
         finally:
             if self.proc.stdout is not None:
@@ -206,6 +219,16 @@ class ManagedProcess:
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, sig)
+
+
+def stop_together(processes: Sequence[ManagedProcess], grace: float) -> None:
+    """Stop several children at once: SIGTERM to every session first, then each one gets what is
+    left of ``grace`` seconds (shared, not per process) before SIGKILL."""
+    for process in processes:
+        process.terminate()
+    deadline = time.monotonic() + grace
+    for process in processes:
+        process.stop(term_timeout=max(0.0, deadline - time.monotonic()))
 
 
 def start_prefect_server(

@@ -1,20 +1,39 @@
 """Flow parameter models. They become the run forms in the Prefect UI.
 
-Every constraint that matters is expressible in JSON schema (``pattern``, ``maxLength``, ``enum``,
-``minimum``/``maximum``), so the server rejects bad values when the run is created
-(``enforce_parameter_schema: true``); pydantic applies the same constraints again in Python.
-No field is ever a credential: flow parameters are stored in plain text.
+Every constraint that matters is expressed in JSON schema, so the server refuses bad values when the
+run is created (``enforce_parameter_schema: true``) and when an approval form is submitted; pydantic
+applies the same constraints again in Python. No field is ever a credential: flow parameters are
+stored in plain text.
+
+Refusals are worded for people (see ``Expected``): "account: an e-mail address such as
+rob@contoso.com ..." rather than the regular expression that encodes the rule.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    ValidationError,
+)
 from pydantic.config import JsonDict
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, PydanticCustomError, core_schema
+
+# Every pattern is matched by Python's ``re`` (the Prefect server's JSON-schema validator and the
+# ``Expected`` check below) and is also valid JavaScript: non-ASCII characters are written as \u
+# escapes, no look-around, no possessive or atomic groups.
 
 # Addresses: ASCII only (rejects unicode look-alikes), no quotes, slashes, braces or brackets
 # (rejects OData/markdown/Jinja injection), one dot-separated domain with a TLD.
@@ -24,7 +43,25 @@ ADDRESS_PATTERN = (
 )
 PROFILE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,63}$"
-PERSON_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._@-]{0,99}$"
+
+# What people are called: letters of the Latin (with every accent, and Vietnamese), Greek and
+# Cyrillic scripts, combining accents after a letter, digits, spaces, apostrophes (' and the
+# typographic U+2019), hyphens, dots and @ (a username or an e-mail address is a name too).
+# Nothing else: no control, format, bidi or zero-width characters, no markup or template
+# characters (< > [ ] { } ( ) | \ ` * _ # $ % & ...). Right-to-left scripts are left out on
+# purpose: their letters reorder the text around them in the Exchange Reason and the reports.
+_NAME_LETTERS = (
+    r"A-Za-z\u00C0-\u00D6\u00D8-\u00F6\u00F8-\u024F\u1E00-\u1EFF"  # Latin, Vietnamese
+    r"\u0386\u0388-\u038A\u038C\u038E-\u03A1\u03A3-\u03CE"  # Greek
+    r"\u0400-\u0481\u048A-\u04FF"  # Cyrillic
+)
+_NAME_ACCENTS = r"\u0300-\u036F"  # combining diacritical marks (names typed decomposed, NFD)
+PERSON_NAME_MAX = 100
+PERSON_NAME_PATTERN = (
+    rf"^[{_NAME_LETTERS}0-9]"
+    rf"(?:[{_NAME_LETTERS}{_NAME_ACCENTS}0-9 '\u2019.@-]{{0,{PERSON_NAME_MAX - 2}}}"
+    rf"[{_NAME_LETTERS}{_NAME_ACCENTS}0-9.])?$"
+)
 # A notification block: '<type>/<name>' (type one of the three webhook block types) or a bare
 # block name; the same grammar as ``playbook.notify.parse_block_ref``.
 NOTIFY_TARGET_PATTERN = (
@@ -36,82 +73,176 @@ HANDOVER_BLOCK_PATTERN = (
 )
 
 # Python's ``re`` (used by the server's JSON-schema validator) lets ``$`` match before a final
-# newline; this extra clause makes the schema refuse any CR/LF outright.
-NO_NEWLINE: JsonDict = {"not": {"pattern": "[\\r\\n]"}}
+# newline: every single-line rule also refuses any CR/LF outright.
+LINE_BREAK = r"[\r\n]"
+NO_NEWLINE: JsonDict = {"not": {"pattern": LINE_BREAK}}
+
+_M = TypeVar("_M", bound=BaseModel)
 
 HandoverMode = Literal["secret-block", "tap", "none"]
 
 
-def _no_double_dots(value: str) -> str:
-    if ".." in value:
-        raise ValueError("an address cannot contain '..'")
+@dataclass(frozen=True)
+class Expected:
+    """A text rule whose refusal says in words what was expected, on the server and in Python.
+
+    Prefect validates run parameters (``create_flow_run`` of a deployment) and approval forms
+    (``resume``) with ``jsonschema`` and shows its message; for a failed ``pattern`` that message
+    is the raw regular expression, and no schema keyword (``title``, ``description``,
+    ``errorMessage``) reaches it. jsonschema words a failed ``const`` as "'<const>' was expected",
+    so the JSON schema holds every constraint under ``if`` and an ``else`` no value satisfies::
+
+        {"if": {"minLength": .., "maxLength": .., "pattern": .., "not": {"pattern": forbid}},
+         "else": {"const": what, "not": {"const": what}}}
+
+    A value that breaks any constraint is refused with "'<what>' was expected" and nothing else
+    (the value itself is not echoed back). pydantic checks the same constraints with the same
+    engine (Python ``re``) and raises the same words.
+    """
+
+    what: str
+    pattern: str
+    min_length: int = 1
+    max_length: int = 100
+    forbid: str = LINE_BREAK
+    # Also publish ``pattern`` next to ``if``: pydantic derives ``patternProperties`` from it when
+    # the type is a dict key (SweepRequest.tenant_policies).
+    pattern_in_schema: bool = False
+
+    def accepts(self, value: str) -> bool:
+        return (
+            self.min_length <= len(value) <= self.max_length
+            and re.search(self.forbid, value) is None
+            and re.fullmatch(self.pattern, value) is not None
+        )
+
+    def check(self, value: str) -> str:
+        if not self.accepts(value):
+            raise PydanticCustomError("expected", "{what}", {"what": self.what})
+        return value
+
+    def json_schema(self) -> JsonDict:
+        condition: JsonDict = {"maxLength": self.max_length, "pattern": self.pattern}
+        if self.min_length:
+            condition = {"minLength": self.min_length, **condition}
+        condition["not"] = {"pattern": self.forbid}
+        schema: JsonDict = {
+            "if": condition,
+            "else": {"const": self.what, "not": {"const": self.what}},
+        }
+        if self.pattern_in_schema:
+            schema["pattern"] = self.pattern
+        return schema
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_after_validator_function(self.check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(self.json_schema())
+        return json_schema
+
+
+def _lower(value: str) -> str:
     return value.lower()
 
 
-def _strip_trailing_space(value: str) -> str:
-    if value != value.strip():
-        raise ValueError("no leading or trailing spaces")
-    return value
+def canonical_name(value: str) -> str:
+    """One spelling per name: composed accents (NFC) and the plain apostrophe, so 'Seán' typed
+    with a separate accent, or O\u2019Brien from a phone, compare equal to how others typed it
+    (the second-approver check compares names)."""
+    return unicodedata.normalize("NFC", value).replace("\u2019", "'")
 
 
 Account = Annotated[
     str,
     Field(
+        description="The affected account: an e-mail address, its user principal name or any of "
+        "its SMTP addresses, e.g. rob@contoso.com (ASCII only).",
+        examples=["rob@contoso.com"],
+    ),
+    Expected(
+        "account: an e-mail address such as rob@contoso.com (the user principal name or one of "
+        "its SMTP addresses, ASCII only)",
+        ADDRESS_PATTERN,
         min_length=3,
         max_length=254,
-        pattern=ADDRESS_PATTERN,
-        description="The affected account: its user principal name or any of its SMTP addresses "
-        "(e.g. rob@contoso.com). ASCII only.",
-        examples=["rob@contoso.com"],
-        json_schema_extra=NO_NEWLINE,
+        forbid=r"[\r\n]|\.\.",
     ),
-    AfterValidator(_no_double_dots),
+    AfterValidator(_lower),
 ]
 TenantName = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=64,
-        pattern=PROFILE_PATTERN,
-        description="Name of the M365 Tenant block (tenant profile) to act on, e.g. 'contoso'.",
+        description="The tenant profile (M365 Tenant block) to act on, e.g. 'contoso'.",
         examples=["contoso"],
-        json_schema_extra=NO_NEWLINE,
+    ),
+    Expected(
+        "tenant: the name of an M365 Tenant profile such as contoso (lower-case letters, digits "
+        "and dashes)",
+        PROFILE_PATTERN,
+        max_length=64,
+        pattern_in_schema=True,
     ),
 ]
 Ticket = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=64,
-        pattern=TICKET_PATTERN,
-        description="Ticket or reference for the audit trail (letters, digits, . _ : # -), "
-        "e.g. INC-12345. Written into the unblock reason.",
+        description="Ticket or reference for the audit trail, e.g. INC-12345: letters, digits "
+        "and . _ : # - (no spaces). Written into the unblock reason.",
         examples=["INC-12345"],
-        json_schema_extra=NO_NEWLINE,
+    ),
+    Expected(
+        "ticket: a reference such as INC-12345 (letters, digits and . _ : # -, no spaces, at "
+        "most 64 characters)",
+        TICKET_PATTERN,
+        max_length=64,
     ),
 ]
+# Spelled out in words (no quote marks: jsonschema quotes the text it shows with repr()).
+PERSON_NAME_RULE = (
+    "letters with or without accents, digits, spaces, apostrophes, hyphens, dots and @, "
+    "at most 100 characters"
+)
 Person = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=100,
-        pattern=PERSON_PATTERN,
-        description="Who asked for this (analyst name or e-mail; letters, digits, space . _ @ -).",
-        json_schema_extra=NO_NEWLINE,
+        description="Who asked for this: a name or an e-mail address, e.g. Seán O'Brien "
+        f"({PERSON_NAME_RULE}).",
+        examples=["Seán O'Brien"],
     ),
-    AfterValidator(_strip_trailing_space),
+    Expected(
+        f"requested_by: a name or an e-mail address such as Seán O\u2019Brien ({PERSON_NAME_RULE})",
+        PERSON_NAME_PATTERN,
+        max_length=PERSON_NAME_MAX,
+    ),
+    AfterValidator(canonical_name),
 ]
 
 NotifyTarget = Annotated[
     str,
     Field(
-        min_length=1,
-        max_length=80,
-        pattern=NOTIFY_TARGET_PATTERN,
         description="A Prefect notification block: 'slack-webhook/NAME', 'ms-teams-webhook/NAME', "
         "'custom-webhook/NAME', or a bare block name.",
         examples=["slack-webhook/soc-approvers"],
-        json_schema_extra=NO_NEWLINE,
+    ),
+    Expected(
+        "a notification block such as slack-webhook/soc-approvers (slack-webhook/, "
+        "ms-teams-webhook/ or custom-webhook/ and a block name, or a bare block name)",
+        NOTIFY_TARGET_PATTERN,
+        max_length=80,
+    ),
+]
+HandoverBlockName = Annotated[
+    str,
+    Expected(
+        "handover_block: unblock-handover- followed by the id of the unblock-user run",
+        HANDOVER_BLOCK_PATTERN,
+        max_length=80,
     ),
 ]
 
@@ -178,6 +309,18 @@ class UnblockRequest(_Params):
         "shorter than approval_timeout_minutes).",
     )
 
+    def run_name(self) -> str:
+        """What the Runs list shows, e.g. 'unblock rob@contoso.com INC-42'."""
+        return f"unblock {self.account} {self.ticket}" + (" (dry run)" if self.dry_run else "")
+
+    @staticmethod
+    def name_flow_run() -> str:
+        """``flow_run_name`` of unblock-user (Prefect calls it when the run starts, once the
+        parameters are validated; a run created with another name is renamed then)."""
+        name, parameters = _current_run()
+        request = _parsed(UnblockRequest, parameters.get("request"))
+        return request.run_name() if request is not None else name
+
 
 class VerifyRequest(_Params):
     """Follow-up check of an unblock, scheduled by unblock-user (or run by hand)."""
@@ -193,10 +336,8 @@ class VerifyRequest(_Params):
         description="'verify': check the list, then clean up; 'cleanup': only delete the hand-over "
         "secret (runs where nothing was unblocked).",
     )
-    handover_block: str | None = Field(
+    handover_block: HandoverBlockName | None = Field(
         default=None,
-        max_length=80,
-        pattern=HANDOVER_BLOCK_PATTERN,
         description="Secret block holding the hand-over credential, deleted when the checks end.",
     )
     approved_at: datetime | None = Field(
@@ -215,6 +356,38 @@ class VerifyRequest(_Params):
     max_attempts: int = Field(
         default=30, ge=1, le=100, description="Escalate after this many checks at the latest."
     )
+
+    def run_name(self, current: str) -> str:
+        """A follow-up the playbook scheduled (``source_flow_run_id`` set) keeps the name it was
+        scheduled under, which the unblock report refers to (e.g. 'verify-unblock
+        rob@contoso.com INC-42'); a check started by hand is named after its account and ticket."""
+        if self.source_flow_run_id is not None and current:
+            return current
+        kind = "clean-up" if self.mode == "cleanup" else "verify"
+        return f"{kind} {self.account} {self.ticket}"
+
+    @staticmethod
+    def name_flow_run() -> str:
+        """``flow_run_name`` of verify-unblock (see ``UnblockRequest.name_flow_run``)."""
+        name, parameters = _current_run()
+        check = _parsed(VerifyRequest, parameters.get("check"))
+        return check.run_name(name) if check is not None else name
+
+
+def _current_run() -> tuple[str, dict[str, Any]]:
+    """Name and parameters of the flow run Prefect is naming."""
+    from prefect import runtime  # imported only when a run is named: this module needs no Prefect
+
+    return str(runtime.flow_run.name or ""), dict(runtime.flow_run.parameters or {})
+
+
+def _parsed(model: type[_M], value: Any) -> _M | None:
+    if isinstance(value, model):
+        return value
+    try:
+        return model.model_validate(value)
+    except ValidationError:
+        return None
 
 
 def is_valid_address(value: str) -> bool:

@@ -143,7 +143,12 @@ def start_custom_run(rec: Recorder, api: ApiClient, run_name: str, params: dict[
     page.get_by_role("button", name="Run", exact=True).click()
     page.get_by_role("menuitem", name="Custom run").click()
     for label, value in params.items():
-        page.get_by_label(label, exact=True).fill(value)
+        choice = page.get_by_role("button", name=f"Select {label}")
+        if choice.count():  # a choice (the tenant profiles, flows.deploy): pick it from the list
+            choice.click()
+            page.get_by_role("option", name=value, exact=True).click()
+        else:
+            page.get_by_label(label, exact=True).fill(value)
     # The form draws a random run name once it has loaded and may overwrite an early fill.
     name_box = page.get_by_label("Run Name")
     wait_for(

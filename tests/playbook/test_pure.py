@@ -86,10 +86,13 @@ def test_good_parameters_and_schema_constraints() -> None:
     assert req.account == "rob.smith+x@contoso.com"
     assert req.handover == "secret-block" and req.verification_delay_minutes == 240
     props = UnblockRequest.model_json_schema()["properties"]
-    assert props["account"]["pattern"] and props["account"]["maxLength"] == 254
+    # The rule sits under "if"; a value that breaks it meets an "else" that says in words what
+    # was expected (see playbook.params.Expected).
+    assert props["account"]["if"]["pattern"] and props["account"]["if"]["maxLength"] == 254
+    assert props["account"]["else"]["const"].startswith("account: an e-mail address")
     assert props["handover"]["enum"] == ["secret-block", "tap", "none"]
     assert props["approval_timeout_minutes"]["maximum"] == 1440
-    assert props["ticket"]["not"] == {"pattern": "[\\r\\n]"}
+    assert props["ticket"]["if"]["not"] == {"pattern": "[\\r\\n]"}
     assert UnblockRequest.model_json_schema()["additionalProperties"] is False
 
 

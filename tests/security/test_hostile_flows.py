@@ -93,6 +93,12 @@ def deployments(prefect_api: str, emulator_session: Emulator) -> Iterator[dict[s
             except ObjectNotFound:
                 pass
         ids[name] = flow_obj.to_deployment(name=name, enforce_parameter_schema=True).apply()
+    # A deployment served by another suite offers the profiles saved before it started; offer
+    # this one too, as an operator does after adding a profile (flows.deploy).
+    from flows.deploy import refresh_tenant_choices
+
+    with get_client(sync_client=True) as client:
+        refresh_tenant_choices(client)
     yield ids
 
 
