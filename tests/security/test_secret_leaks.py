@@ -95,8 +95,10 @@ def test_no_secret_reaches_logs_db_artifacts_results_events_or_argv(stack):
     probe = Scanner(secrets)
     process_pids += _scan_live_processes(server, probe)
 
-    resume_flow_run(pw_run.id, run_input={"approve": True, "approver": "bob", "comment": "ok"})
-    resume_flow_run(tap_run.id, run_input={"approve": True, "approver": "bob"})
+    resume_flow_run(
+        pw_run.id, run_input={"decision": "approve", "approver": "bob", "comment": "ok"}
+    )
+    resume_flow_run(tap_run.id, run_input={"decision": "approve", "approver": "bob"})
     assert _final(pw_run.id).name == "Unblocked"
     assert _final(tap_run.id).name == "Unblocked"
 
