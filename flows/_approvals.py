@@ -4,6 +4,9 @@ and the outcome message. Kept out of the flow module so its body still reads lik
 One pause per decision (``playbook.approval_wait``): the timer thread in this process escalates
 to ``escalate_to`` and, at ``approval_timeout_minutes``, ends the wait itself so the run finishes
 in its named ApprovalExpired state instead of Prefect's bare "never resumed" failure.
+
+The form's description is short; the full evidence is a Markdown artifact published before the
+pause (``publish_evidence``) and linked from the description.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any, TypeVar
 
 import httpx
 from prefect import runtime
+from prefect.artifacts import create_markdown_artifact
 from prefect.client.orchestration import get_client
 from prefect.exceptions import PrefectException
 from prefect.input import RunInput
@@ -26,6 +30,7 @@ from playbook.notify import (
     Delivery,
     NotificationContext,
     NotificationKind,
+    artifact_link,
     deep_link,
     render_notification,
     send,
@@ -60,6 +65,13 @@ def deliveries_note(deliveries: Sequence[Delivery]) -> str:
     return "; ".join(
         f"{d.block}: sent" if d.delivered else f"{d.block}: FAILED ({d.error})" for d in deliveries
     )
+
+
+def publish_evidence(key: str, markdown: str, description: str) -> str | None:
+    """Publish the full evidence as this run's Markdown artifact ``key`` and return the link to
+    its page in the UI (None if the UI address is unknown; the description then names the key)."""
+    artifact_id = create_markdown_artifact(key=key, markdown=markdown, description=description)
+    return artifact_link(runtime.flow_run.ui_url, artifact_id)
 
 
 def wait_for_people(
@@ -127,7 +139,6 @@ def wait_for_people(
         poll_interval=approval_poll_seconds(),
         on_escalate=on_escalate,
         log=run_logger(),
-        approve=False,
     )
     if outcome.pause_timed_out:
         leave_expired_pause()

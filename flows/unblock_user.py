@@ -28,11 +28,16 @@ from prefect import flow, runtime
 from prefect.client.schemas.objects import State
 from prefect.exceptions import PrefectException
 
-from flows._approvals import approval_poll_seconds, notify_outcome, wait_for_people
+from flows._approvals import (
+    approval_poll_seconds,
+    notify_outcome,
+    publish_evidence,
+    wait_for_people,
+)
 from m365.errors import M365Error, NotFoundError, UnblockLimitError
 from m365.models import RestrictedSender, User
 from playbook import redaction
-from playbook.approval import UnblockApproval
+from playbook.approval import UnblockApproval, unblock_form
 from playbook.clients import UnknownTenantProfile
 from playbook.decisions import (
     account_stop,
@@ -42,15 +47,18 @@ from playbook.decisions import (
     unblock_reason,
 )
 from playbook.evidence import (
+    CleanUp,
     Evidence,
     ForwardingFinding,
     PasswordCheck,
     PrivilegedVerdict,
     RuleFinding,
+    available_cleanups,
     cap_warning,
     password_reset_guard,
     privileged_guard,
     tenant_domains,
+    when,
 )
 from playbook.journal import Journal
 from playbook.outcomes import Outcome
@@ -60,7 +68,9 @@ from playbook.privileged import PrivilegedResetApproval
 from playbook.recovery import RecoveryAction
 from playbook.rendering import (
     render_approval,
+    render_evidence,
     render_privileged_approval,
+    render_privileged_evidence,
     render_unblock_report,
 )
 from playbook.report import ApprovalRecord, RunReport, utcnow
@@ -81,9 +91,18 @@ from tasks.revoke_sessions import revoke_sessions
 from tasks.schedule_verification import schedule_verification
 from tasks.unblock_sender import unblock_sender
 
-__all__ = ["ARTIFACT_KEY", "approval_poll_seconds", "unblock_user"]
+__all__ = [
+    "ARTIFACT_KEY",
+    "EVIDENCE_KEY",
+    "PRIVILEGED_EVIDENCE_KEY",
+    "approval_poll_seconds",
+    "unblock_user",
+]
 
 ARTIFACT_KEY = "unblock-user-report"
+# The full evidence behind each approval, linked from the form's short description.
+EVIDENCE_KEY = "unblock-evidence"
+PRIVILEGED_EVIDENCE_KEY = "unblock-evidence-privileged-reset"
 
 
 @flow(
@@ -180,6 +199,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
 
     # 4. Not restricted: done (the reset stands).
     if entry is None:
+        _reread_account(req, journal, user)
         _schedule_cleanup(req, journal)
         return journal.finish(Outcome.NOT_RESTRICTED)
     report.entry = entry
@@ -187,9 +207,9 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     # 5. The password change must be newer than the restriction; then the evidence and the
     #    human approval.
     with journal.step("confirm_password_change") as step:
-        password = password_reset_guard(
-            resolve_account(req.tenant, user.id).last_password_change, entry.created
-        )
+        # The user as it is now: the approval and the report show the change in force.
+        report.user = user = resolve_account(req.tenant, user.id)
+        password = password_reset_guard(user.last_password_change, entry.created)
         step.note(password.reason)
     if not password.ok:
         _schedule_cleanup(req, journal)
@@ -214,7 +234,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
             detail="The password reset stands.",
             next_steps=_not_unblocked_steps(req),
         )
-    if not decision.approve:
+    if not decision.approved:
         _schedule_cleanup(req, journal)
         return journal.finish(Outcome.REJECTED, next_steps=_not_unblocked_steps(req))
 
@@ -262,12 +282,24 @@ def _privileged_gate(
             ],
         )
     requested_at = utcnow()
+    link = publish_evidence(
+        PRIVILEGED_EVIDENCE_KEY,
+        render_privileged_evidence(report, roles=roles),
+        f"Evidence for the password reset of admin account {req.account}",
+    )
+    description = render_privileged_approval(
+        report,
+        roles=roles,
+        timeout_minutes=req.approval_timeout_minutes,
+        evidence_link=link,
+        evidence_key=PRIVILEGED_EVIDENCE_KEY,
+    )
     with journal.step("request_privileged_approval") as step:
         waited = wait_for_people(
             req,
             journal,
             PrivilegedResetApproval,
-            description=render_privileged_approval(report, roles=roles),
+            description=description,
             key=f"approve-privileged-reset-{runtime.flow_run.run_count}",
             stage="privileged-reset",
             risk_summary=f"Admin roles: {held}.",
@@ -276,7 +308,7 @@ def _privileged_gate(
         step.note(
             "no decision before the timeout"
             if answer is None
-            else f"{'approved' if answer.approve else 'rejected'} by {answer.approver}"
+            else f"{'approved' if answer.approved else 'rejected'} by {answer.approver}"
         )
     if answer is None:
         report.privileged_approval = ApprovalRecord(
@@ -287,7 +319,7 @@ def _privileged_gate(
             detail="Nobody approved the password reset of the admin account; nothing was changed.",
         )
     report.privileged_approval = ApprovalRecord(
-        decision="approved" if answer.approve else "rejected",
+        decision="approved" if answer.approved else "rejected",
         approver=answer.approver,
         comment=answer.comment,
         at=utcnow(),
@@ -298,7 +330,7 @@ def _privileged_gate(
         override=True,
         requested_by=req.requested_by,
         approver=answer.approver,
-        approved=answer.approve,
+        approved=answer.approved,
     )
     if verdict is PrivilegedVerdict.SAME_PERSON:
         return journal.finish(
@@ -313,6 +345,20 @@ def _privileged_gate(
             "Nothing was changed.",
         )
     return None
+
+
+def _reread_account(req: UnblockRequest, journal: Journal, user: User) -> None:
+    """Read the user again after the reset, so the report shows the password change in force.
+    The reset itself succeeded: a failed read is recorded, it does not fail the run."""
+    try:
+        with journal.step("confirm_password_change") as step:
+            journal.report.user = current = resolve_account(req.tenant, user.id)
+            step.note(f"last password change {when(current.last_password_change)}")
+    except M365Error:
+        journal.report.next_steps.append(
+            "The user could not be read again after the reset: the last password change shown "
+            "is from before it."
+        )
 
 
 def _gather_evidence(
@@ -369,17 +415,24 @@ def _request_approval(
     """Pause for the approver (notified, escalated); None when nobody decided in time."""
     report = journal.report
     requested_at = utcnow()
+    link = publish_evidence(
+        EVIDENCE_KEY,
+        render_evidence(report, evidence=evidence),
+        f"Evidence for unblocking {req.account}",
+    )
     description = render_approval(
         report,
+        evidence=evidence,
         removal_reason=unblock_reason(req.ticket, "<approver>"),
         timeout_minutes=req.approval_timeout_minutes,
-        evidence=evidence,
+        evidence_link=link,
+        evidence_key=EVIDENCE_KEY,
     )
     with journal.step("request_approval") as step:
         waited = wait_for_people(
             req,
             journal,
-            UnblockApproval,
+            unblock_form(available_cleanups(evidence)),
             description=description,
             key=f"approve-unblock-{runtime.flow_run.run_count}",
             stage="unblock",
@@ -392,7 +445,7 @@ def _request_approval(
                 decision="expired", at=utcnow(), requested_at=requested_at
             )
             return None
-        verdict = "approved" if decision.approve else "rejected"
+        verdict = "approved" if decision.approved else "rejected"
         step.note(f"{verdict} by {decision.approver}")
     report.approval = ApprovalRecord(
         decision=verdict,
@@ -413,8 +466,9 @@ def _clean_up_mailbox(
 ) -> None:
     """The optional clean-ups, only as ticked; each re-reads first, so re-runs change nothing."""
     mailbox = user.user_principal_name
+    ticked = decision.cleanups()
     to_disable = tuple(r.identity for r in evidence.rules_to_disable)
-    if decision.disable_suspicious_rules and to_disable:
+    if CleanUp.DISABLE_SUSPICIOUS_RULES in ticked and to_disable:
         with journal.step("disable_suspicious_rules") as step:
             done = disable_suspicious_rules(req.tenant, mailbox, to_disable)
             step.note(done.detail, *done.request_ids)
@@ -423,7 +477,7 @@ def _clean_up_mailbox(
             "disable_suspicious_rules", f"not ticked: {len(to_disable)} rule(s) left as they are"
         )
     forwards = evidence.forwarding is not None and evidence.forwarding.forwards
-    if decision.clear_forwarding:
+    if CleanUp.CLEAR_FORWARDING in ticked:
         with journal.step("clear_forwarding") as step:
             done = clear_forwarding(req.tenant, mailbox)
             step.note(done.detail, *done.request_ids)

@@ -1,12 +1,21 @@
-"""The approval form shown to the approver while an unblock-user run is paused."""
+"""The approval form shown to the approver while an unblock-user run is paused.
+
+The decision is a required choice with no default: a submission without one is refused by the
+server's schema validation and the run stays paused. ``with_initial_data`` is never given a
+value for it (it would rebuild the field as an optional one with that value as its default).
+The clean-up checkboxes exist only on the form of a run that has something to clean up
+(``unblock_form``), and are never ticked in advance.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 from prefect.input import RunInput
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, Field, create_model
 
+from .evidence import CleanUp
 from .params import (
     PERSON_NAME_MAX,
     PERSON_NAME_PATTERN,
@@ -42,13 +51,18 @@ OneLineComment = Annotated[
 ]
 
 
+# "approve" or "reject"; the form shows it as a choice with neither selected.
+Decision = Literal["approve", "reject"]
+
+
 class UnblockApproval(RunInput):
     """Approve or reject removing the account from the Restricted users list."""
 
-    approve: bool = Field(
-        default=False,
-        description="Tick to approve removing the account from the Restricted users list; "
-        "leave unticked to reject.",
+    decision: Decision = Field(
+        title="Decision",
+        description="approve: remove the account from the Restricted users list (after the "
+        "clean-ups ticked below, if any). reject: leave it restricted; the password reset "
+        "stands.",
     )
     approver: ApproverName = Field(
         description="Your name or username (recorded in the audit report and in the unblock "
@@ -58,12 +72,38 @@ class UnblockApproval(RunInput):
         default="",
         description="Why you approve or reject (one line, recorded in the audit report).",
     )
-    disable_suspicious_rules: bool = Field(
-        default=False,
-        description="With an approval: also disable the suspicious inbox rules listed above "
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == "approve"
+
+    def cleanups(self) -> frozenset[CleanUp]:
+        """The clean-ups the approver ticked (only fields this run's form has can be ticked)."""
+        return frozenset(c for c in CleanUp if getattr(self, c.value, False) is True)
+
+
+CLEANUP_FIELDS: dict[CleanUp, tuple[str, str]] = {
+    CleanUp.DISABLE_SUSPICIOUS_RULES: (
+        "Disable suspicious inbox rules",
+        "With approve: first disable the suspicious inbox rules listed in the evidence "
         "(forwarding, redirecting, deleting or hiding mail).",
-    )
-    clear_forwarding: bool = Field(
-        default=False,
-        description="With an approval: also remove the mailbox forwarding shown above.",
-    )
+    ),
+    CleanUp.CLEAR_FORWARDING: (
+        "Clear mailbox forwarding",
+        "With approve: first remove the mailbox forwarding shown in the evidence (no copy kept).",
+    ),
+}
+
+
+def unblock_form(cleanups: Iterable[CleanUp]) -> type[UnblockApproval]:
+    """This run's form: the decision fields plus one unticked checkbox per offered clean-up."""
+    offered = set(cleanups)
+    fields: dict[str, Any] = {
+        c.value: (
+            bool,
+            Field(default=False, title=CLEANUP_FIELDS[c][0], description=CLEANUP_FIELDS[c][1]),
+        )
+        for c in CleanUp  # in the enum's order, whatever the caller's
+        if c in offered
+    }
+    return create_model(UnblockApproval.__name__, __base__=UnblockApproval, **fields)

@@ -74,9 +74,11 @@ def wait_for_decision(
     poll_interval: int,
     on_escalate: Callable[[], Sequence[Delivery]] | None,
     log: logging.LoggerAdapter[Any],
-    **initial_data: Any,
 ) -> WaitOutcome[T]:
-    """Pause once for ``form``; escalate and expire on ``schedule`` (see the module docstring)."""
+    """Pause once for ``form``; escalate and expire on ``schedule`` (see the module docstring).
+
+    The form gets its description and nothing else: ``with_initial_data`` turns every value it
+    is given into the field's default, and the decision must never have one."""
     context = FlowRunContext.get()
     if context is None or context.flow_run is None:
         raise RuntimeError("wait_for_decision must run inside a flow run")
@@ -104,7 +106,7 @@ def wait_for_decision(
     thread.start()
     try:
         decision = pause_flow_run(
-            wait_for_input=form.with_initial_data(description=description, **initial_data),
+            wait_for_input=form.with_initial_data(description=description),
             timeout=schedule.pause_timeout_seconds,
             poll_interval=poll_interval,
             key=key,

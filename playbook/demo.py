@@ -276,21 +276,27 @@ def start_sample_run(*, verification_delay_minutes: float) -> Any:
 
 
 def print_approval(run_id: Any) -> None:
-    """Print what the approver sees above the form (the compromise evidence first)."""
+    """Print, as plain text, what the approver sees above the form (the risk line first)."""
 
     from prefect import get_client
+
+    from playbook.rendering import markdown_to_text
 
     with get_client(sync_client=True) as client:
         raw = client.read_flow_run_input(run_id, APPROVAL_DESCRIPTION_KEY)
     description = json.loads(raw)
-    if not isinstance(description, str) or "Compromise checks" not in description:
+    text = markdown_to_text(description) if isinstance(description, str) else ""
+    if "Risk:" not in text:
         raise DemoError("the approval form shows no compromise evidence")
-    print(description, flush=True)
+    print(text, flush=True)
 
 
 def print_report(run_id: Any) -> None:
+    """Print the run's Markdown artifacts (evidence, report) as plain text."""
     from prefect import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from playbook.rendering import markdown_to_text
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
@@ -300,7 +306,7 @@ def print_report(run_id: Any) -> None:
     if not reports:
         raise DemoError("the run wrote no report artifact")
     for artifact in reports:
-        print(artifact.data)
+        print(markdown_to_text(str(artifact.data)))
 
 
 def handover_line(env: DemoEnv, run_id: Any) -> str:
@@ -364,7 +370,7 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"paused at {link}; approving as smoke-test")
             resume_flow_run(
                 run_id,
-                run_input={"approve": True, "approver": "smoke-test", "comment": "automatic"},
+                run_input={"decision": "approve", "approver": "smoke-test", "comment": "automatic"},
             )
             _wait_for_state(run_id, {"COMPLETED"}, 180)
             print_report(run_id)

@@ -8,7 +8,10 @@ a one-line risk summary for the approver, and the decisions the flow takes:
 - ``password_reset_guard``: the last password change must be newer than the restriction;
 - ``privileged_guard``: no password reset of an admin without an override and a second person;
 - ``cap_warning``: warn before Microsoft's (unpublished) per-account unblock cap is reached;
-- ``EscalationSchedule``: when to escalate, when the approval expires, how long the pause lasts.
+- ``EscalationSchedule``: when to escalate, when the approval expires, how long the pause lasts;
+- ``key_findings`` and ``restriction_line``: the few lines the approver reads in the form's
+  description (the full evidence is its own artifact), and ``available_cleanups``: the clean-up
+  checkboxes the form offers, only for what there is to clean up.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from m365.models import DirectoryRole, InboxRule, MailboxForwarding
+from m365.models import DirectoryRole, InboxRule, MailboxForwarding, RestrictedSender
 
 # Folders an attacker moves mail to so the owner does not see replies or bounces
 # (Microsoft's guidance names RSS, Notes and Junk; "Conversation History" is used the same way).
@@ -329,6 +332,165 @@ def risk_summary(ev: Evidence) -> str:
     if not parts:
         return "Risk: NONE. No forwarding, no suspicious inbox rules, no admin roles."
     return f"Risk: {ev.risk.upper()}. " + "; ".join(parts) + "."
+
+
+# -- what the approver reads first -------------------------------------------------------------
+
+MAX_KEY_FINDINGS = 8
+_MAX_NAME = 60  # a rule name or address longer than this is cut in a finding line
+
+
+class CleanUp(StrEnum):
+    """An optional clean-up the approval form can offer; the value is the form field's name."""
+
+    DISABLE_SUSPICIOUS_RULES = "disable_suspicious_rules"
+    CLEAR_FORWARDING = "clear_forwarding"
+
+
+class Finding(_Frozen):
+    """One short line of the approval's key findings; ``alert`` lines are shown in bold."""
+
+    text: str
+    alert: bool = False
+
+
+def available_cleanups(ev: Evidence) -> tuple[CleanUp, ...]:
+    """The clean-ups worth offering: only for what the evidence shows there is to clean up."""
+    offered: list[CleanUp] = []
+    if ev.rules_to_disable:
+        offered.append(CleanUp.DISABLE_SUSPICIOUS_RULES)
+    if ev.forwarding is not None and ev.forwarding.forwards:
+        offered.append(CleanUp.CLEAR_FORWARDING)
+    return tuple(offered)
+
+
+def when(value: datetime | None) -> str:
+    """A timestamp as the approver reads it, always in UTC: ``2026-03-01 08:15:00 UTC``."""
+    if value is None:
+        return "(unknown)"
+    return _as_utc(value).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_NAME else text[: _MAX_NAME - 1] + "…"
+
+
+def restriction_line(entry: RestrictedSender, account: str | None = None) -> str:
+    """The Restricted users entry in one line: since when and why (and the listed address when
+    it is not ``account``)."""
+    reason = entry.reason
+    why = reason.kind or "reason not stated"
+    if reason.outbound_spam_last_24h is not None:
+        why += (
+            f", {reason.outbound_spam_last_24h} of {reason.outbound_mail_last_24h} messages "
+            f"in 24 h were spam"
+        )
+    elif reason.exceeding_limit_type:
+        why += f", {reason.exceeding_limit_type.lower()} recipient limit exceeded"
+    listed = (
+        ""
+        if account is not None and entry.sender_address.lower() == account.lower()
+        else f" as {entry.sender_address}"
+    )
+    return f"since {when(entry.created)}{listed}: {why}."
+
+
+def _rule_finding(rule: RuleFinding) -> Finding:
+    actions: list[str] = []
+    if rule.recipients:
+        targets = ", ".join(
+            _short(a) + (" (external)" if a in rule.external_recipients else "")
+            for a in rule.recipients[:2]
+        )
+        more = f" and {len(rule.recipients) - 2} more" if len(rule.recipients) > 2 else ""
+        verb = "redirects" if Indicator.REDIRECTS in rule.indicators else "forwards"
+        actions.append(f"{verb} to {targets}{more}")
+    if Indicator.DELETES in rule.indicators:
+        actions.append("deletes mail")
+    if Indicator.MOVES_TO_HIDING_FOLDER in rule.indicators and rule.move_to_folder:
+        actions.append(f"moves mail to {_short(rule.move_to_folder)}")
+    kind = "Hidden inbox rule" if rule.hidden else "Inbox rule"
+    return Finding(text=f'{kind} "{_short(rule.name)}" ' + " and ".join(actions) + ".", alert=True)
+
+
+def _cap_finding(cap: CapWarning) -> Finding:
+    before = f"Unblocked {cap.previous_unblocks} time(s) before by this playbook"
+    if cap.level == "over":
+        return Finding(
+            text=f"{before}: at or above the assumed cap of {cap.assumed_cap}; Microsoft will "
+            "probably refuse.",
+            alert=True,
+        )
+    if cap.level == "last":
+        return Finding(
+            text=f"{before}: probably the last unblock before Microsoft's cap "
+            f"(assumed {cap.assumed_cap}).",
+            alert=True,
+        )
+    return Finding(text=f"{before}; Microsoft caps unblocks (assumed {cap.assumed_cap}).")
+
+
+def key_findings(ev: Evidence, *, limit: int = MAX_KEY_FINDINGS) -> tuple[Finding, ...]:
+    """The approver's short list: what needs attention first, then what was checked and found
+    clean. At most ``limit`` lines; the rest is in the full evidence. Later evidence kinds add
+    their lines here (and a section to ``templates/evidence.md.j2``)."""
+    alerts: list[Finding] = []
+    clean: list[Finding] = []
+    if ev.password is not None:
+        changed = ev.password.last_password_change
+        if ev.password.ok:
+            clean.append(
+                Finding(
+                    text=f"Password changed {when(changed)}, after the restriction: reset "
+                    "confirmed."
+                )
+            )
+        else:
+            alerts.append(
+                Finding(text=f"Password not confirmed: {ev.password.reason}.", alert=True)
+            )
+    alerts.extend(_rule_finding(r) for r in ev.rules_to_disable)
+    dormant = [r for r in ev.suspicious_rules if not r.enabled]
+    if dormant:
+        alerts.append(
+            Finding(
+                text=f"{len(dormant)} disabled inbox rule(s) would forward, delete or hide mail."
+            )
+        )
+    if not ev.rules_to_disable and not dormant:
+        clean.append(
+            Finding(
+                text=f"No suspicious inbox rules ({len(ev.rules)} checked, hidden ones included)."
+                if ev.rules
+                else "No inbox rules."
+            )
+        )
+    fwd = ev.forwarding
+    if fwd is not None and fwd.forwards and fwd.target:
+        alerts.append(
+            Finding(
+                text=f"Mailbox forwarding to {_short(fwd.target)}"
+                + (" (external)" if fwd.external else "")
+                + (", keeping a copy" if fwd.deliver_to_mailbox_and_forward else "")
+                + ".",
+                alert=True,
+            )
+        )
+    elif fwd is not None:
+        clean.append(Finding(text="No mailbox forwarding."))
+    if ev.roles:
+        alerts.append(Finding(text="Holds admin roles: " + ", ".join(ev.roles) + ".", alert=True))
+    else:
+        clean.append(Finding(text="No admin roles."))
+    if ev.cap is not None and ev.cap.level != "none":
+        alerts.append(_cap_finding(ev.cap))
+    if ev.errors:
+        alerts.append(Finding(text="Could not be read: " + "; ".join(ev.errors) + ".", alert=True))
+    found = [*alerts, *clean]
+    if len(found) > limit:
+        rest = len(found) - (limit - 1)
+        found = [*found[: limit - 1], Finding(text=f"{rest} more finding(s) in the full evidence.")]
+    return tuple(found)
 
 
 # -- guards -----------------------------------------------------------------------------------

@@ -13,16 +13,20 @@ bare block name, looked up among those three types. The code path is the same fo
   payload shape, so a Slack-shaped (``{"text": "*{{subject}}*\\n{{body}}"}``) or a Teams-shaped
   (Adaptive Card) payload reaches a real webhook or, in tests, a receiver on 127.0.0.1.
 
-Texts come from ``templates/notify_*.md.j2`` through the project's escaping environment. Only one
-value is ever printed unescaped: the deep link to the run, and only after ``deep_link`` checked
-it is a plain http(s) URL to the Prefect UI. Nothing secret is in the template context.
+Texts are plain text from ``templates/notify_*.txt.j2`` through the project's plain-text
+environment (``playbook.rendering.TEXT_ENV``): values print as they are, without Markdown
+backslashes, and the characters a chat service reads as markup (Slack ``<…>`` links and
+mentions, ``&`` entities, Markdown ``[label](url)`` links) become look-alikes. Only one value is
+ever printed raw: the deep link to the run, and only after ``deep_link`` checked it is a plain
+http(s) URL to the Prefect UI. Nothing secret is in the template context.
+
+``artifact_link`` builds the V2 UI link to an artifact (the full evidence) the same way.
 """
 
 from __future__ import annotations
 
 import re
 from enum import StrEnum
-from typing import Any
 
 import httpx
 from prefect.blocks.abstract import NotificationBlock, NotificationError
@@ -30,7 +34,7 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, ConfigDict
 
 from . import redaction
-from .rendering import ENV, md_escape
+from .rendering import TrustedLink, render_text
 
 BLOCK_TYPES = ("slack-webhook", "ms-teams-webhook", "custom-webhook")
 _BLOCK_REF = re.compile(
@@ -42,6 +46,14 @@ _RUN_LINK = re.compile(
     r"^https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~-]+)*"
     r"/(?:runs|flow-runs)/flow-run/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
 )
+# The run link's suffix, to find the UI's base URL in it.
+_RUN_SUFFIX = re.compile(
+    r"/(?:runs|flow-runs)/flow-run/[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
+)
+_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# Prefect 3.9 serves its V2 UI under "<UI base>/v2" (server/api/server.py, UI_VERSION_PATH_SEGMENT);
+# its artifact page is /artifacts/artifact/<id> (the UI's router, ui-v2 build).
+V2_SEGMENT = "/v2"
 MAX_SUBJECT = 150
 
 
@@ -51,12 +63,6 @@ class NotificationKind(StrEnum):
     OUTCOME = "outcome"
 
 
-class TrustedLink(str):
-    """A URL that passed ``deep_link``; the renderer prints it as it is."""
-
-    __slots__ = ()
-
-
 def deep_link(url: str | None) -> TrustedLink | None:
     """The run's UI URL if it is a well-formed link to a flow-run page, else None."""
     if not url or not _RUN_LINK.fullmatch(url):
@@ -64,14 +70,18 @@ def deep_link(url: str | None) -> TrustedLink | None:
     return TrustedLink(url)
 
 
-def _finalize(value: Any) -> str:
-    if isinstance(value, TrustedLink):
-        return str(value)
-    return md_escape(value)
-
-
-# Same loader, strictness and escaping as the project's environment; only TrustedLink is raw.
-_ENV = ENV.overlay(finalize=_finalize)
+def artifact_link(run_url: str | None, artifact_id: object) -> TrustedLink | None:
+    """The V2 UI page of one artifact, built from the run's UI URL
+    (``prefect.runtime.flow_run.ui_url``, ``<PREFECT_UI_URL>/flow-runs/flow-run/<run id>``);
+    None when either is not well-formed."""
+    run = deep_link(run_url)
+    artifact = str(artifact_id)
+    if run is None or not _UUID.fullmatch(artifact):
+        return None
+    base = _RUN_SUFFIX.sub("", run)
+    if not base.endswith(V2_SEGMENT):
+        base += V2_SEGMENT
+    return TrustedLink(f"{base}/artifacts/artifact/{artifact}")
 
 
 class _Frozen(BaseModel):
@@ -112,23 +122,14 @@ class Delivery(_Frozen):
 
 
 def render_notification(kind: NotificationKind, ctx: NotificationContext) -> Notification:
-    """Subject and Markdown body from ``templates/notify_<kind>.md.j2``."""
-    text = _ENV.get_template(f"notify_{kind.value.replace('-', '_')}.md.j2").render(c=ctx)
+    """Plain-text subject (the first line) and body from ``templates/notify_<kind>.txt.j2``."""
+    text = render_text(f"notify_{kind.value.replace('-', '_')}.txt.j2", c=ctx)
     subject, _, body = text.partition("\n")
-    # Subjects are plain text in the apprise services: drop the Markdown escaping there.
-    subject = _unescape(subject.strip())[:MAX_SUBJECT]
-    return Notification(kind=kind, subject=subject, body=redaction.redact(body.strip() + "\n"))
-
-
-_UNESCAPE = re.compile(r"\\(.)")
-
-
-def _unescape(text: str) -> str:
-    text = _UNESCAPE.sub(r"\1", text)
-    for entity, ch in (("&lt;", "<"), ("&gt;", ">"), ("&quot;", '"'), ("&#39;", "'")):
-        text = text.replace(entity, ch)
-    # Keep '<' '>' out of subjects anyway (Slack treats <...> as links and mentions).
-    return redaction.redact(text.replace("&amp;", "&").replace("<", "").replace(">", ""))
+    return Notification(
+        kind=kind,
+        subject=redaction.redact(subject.strip())[:MAX_SUBJECT],
+        body=redaction.redact(body.strip() + "\n"),
+    )
 
 
 def parse_block_ref(ref: str) -> tuple[str | None, str]:

@@ -5,16 +5,16 @@ from __future__ import annotations
 from prefect.input import RunInput
 from pydantic import Field
 
-from .approval import ApproverName, OneLineComment
+from .approval import ApproverName, Decision, OneLineComment
 
 
 class PrivilegedResetApproval(RunInput):
     """A second person agrees to reset the password of an account that holds an admin role."""
 
-    approve: bool = Field(
-        default=False,
-        description="Tick to let the playbook reset this admin account's password; leave "
-        "unticked to stop the run before anything changes.",
+    decision: Decision = Field(
+        title="Decision",
+        description="approve: reset this admin account's password, revoke its sessions and "
+        "continue with the procedure. reject: stop the run; nothing is changed.",
     )
     approver: ApproverName = Field(
         description="Your name or username. Must not be the person who requested the run.",
@@ -22,3 +22,7 @@ class PrivilegedResetApproval(RunInput):
     comment: OneLineComment = Field(
         default="", description="Why (one line, recorded in the audit report)."
     )
+
+    @property
+    def approved(self) -> bool:
+        return self.decision == "approve"

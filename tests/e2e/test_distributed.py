@@ -243,7 +243,11 @@ def test_sweep_fans_out_to_workers_and_paused_runs_survive_a_server_restart(
     for a in sorted(paused):
         answer = api.resume(
             by_account[a]["id"],
-            {"approve": a != reject, "approver": "lead lars", "comment": "e2e distributed"},
+            {
+                "decision": "reject" if a == reject else "approve",
+                "approver": "lead lars",
+                "comment": "e2e distributed",
+            },
         )
         assert answer["status"] == "ACCEPT", answer
 

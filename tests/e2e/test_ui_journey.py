@@ -198,10 +198,9 @@ def submit_approval(rec: Recorder, approve: bool, approver: str, comment: str) -
     page.get_by_role("menuitem", name="Resume").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Resume Flow Run").wait_for()
-    # The decision switch is the field "approve" ("Approve (Optional)"), whatever else the form has.
-    switch = dialog.get_by_role("switch", name=re.compile(r"^Approve\b"))
-    if (switch.get_attribute("aria-checked") == "true") != approve:
-        switch.click()
+    # The decision is a required choice with nothing selected until the approver picks one.
+    dialog.get_by_role("button", name="Select Decision").click()
+    page.get_by_role("option", name="approve" if approve else "reject", exact=True).click()
     dialog.get_by_label("Approver", exact=True).fill(approver)
     dialog.get_by_label(re.compile(r"^Comment")).fill(comment)
     rec.shot("approval-form-filled")

@@ -44,9 +44,8 @@ def approval_only(escalate_to: str, escalate_s: float, expire_s: float) -> Any:
             send(escalate_to, render_notification(NotificationKind.ESCALATION, ctx))
         ],
         log=run_logger(),
-        approve=False,
     )
-    verdict = "expired" if out.expired else ("approved" if out.decision.approve else "rejected")  # type: ignore[union-attr]
+    verdict = "expired" if out.expired else ("approved" if out.decision.approved else "rejected")  # type: ignore[union-attr]
     return Completed(
         name="ApprovalExpired" if out.expired else "Decided",
         data={"verdict": verdict, "escalated": [d.delivered for d in out.escalation]},
@@ -105,7 +104,7 @@ def test_answer_after_the_escalation_is_honoured(
     receiver.wait_for(notify_blocks["slack_path"])  # escalated, still paused
     with get_client(sync_client=True) as client:
         assert client.read_flow_run(run_id).state.is_paused()  # type: ignore[union-attr]
-    resume_flow_run(run_id, run_input={"approve": True, "approver": "bob"})
+    resume_flow_run(run_id, run_input={"decision": "approve", "approver": "bob"})
     th.join(60)
     state = box["state"]
     assert state.name == "Decided"

@@ -9,15 +9,20 @@ import pytest
 from m365.models import InboxRule, MailboxForwarding
 from playbook.evidence import (
     DEFAULT_ASSUMED_CAP,
+    MAX_KEY_FINDINGS,
+    CleanUp,
     Evidence,
     Indicator,
+    PasswordCheck,
     PrivilegedVerdict,
+    available_cleanups,
     cap_warning,
     classify_forwarding,
     classify_rules,
     counter_value,
     counter_variable_name,
     escalation_schedule,
+    key_findings,
     password_reset_guard,
     privileged_guard,
     read_count,
@@ -26,11 +31,13 @@ from playbook.evidence import (
 from playbook.notify import (
     NotificationContext,
     NotificationKind,
+    artifact_link,
     deep_link,
     parse_block_ref,
     render_notification,
 )
-from playbook.rendering import render
+from playbook.rendering import chat_text, render
+from playbook.report import RunReport
 
 DOMAINS = tenant_domains(["rob@contoso.com", "rob@contoso.onmicrosoft.com"])
 T0 = datetime(2024, 5, 14, 6, 12, 31, tzinfo=UTC)
@@ -194,6 +201,20 @@ def test_escalation_schedule() -> None:
         escalation_schedule(0, None)
 
 
+def _report() -> RunReport:
+    return RunReport(
+        flow="unblock-user",
+        flow_run_id="r-1",
+        flow_run_name="brave-fox",
+        account="rob@contoso.com",
+        tenant="contoso",
+        ticket="INC-1",
+        requested_by="ann",
+        dry_run=False,
+        handover="secret-block",
+    )
+
+
 def test_evidence_renders_hostile_rule_names_inert() -> None:
     hostile_rules = [
         rule("h1", HOSTILE, forward_to=(f'"{HOSTILE}" [SMTP:evil@gmail.com]',)),
@@ -206,16 +227,52 @@ def test_evidence_renders_hostile_rule_names_inert() -> None:
             MailboxForwarding(identity="rob", forwarding_address=HOSTILE), DOMAINS
         ),
     )
-    text = render("evidence.md.j2", ev=ev)
+    text = render("evidence.md.j2", r=_report(), ev=ev, findings=key_findings(ev))
     for raw in ("<img", "<script", "[click](", "{{7*7}}", "](http", "| @here"):
         assert raw not in text
     assert "&lt;img src\\=x onerror\\=alert\\(1\\)&gt;" in text
-    # table structure intact: every rule row has exactly the 7 column separators
-    rows = [ln for ln in text.splitlines() if ln.startswith("| ") and "\\." not in ln[:3]]
-    assert all(ln.replace("\\|", "").count("|") == 7 for ln in rows if "yes" in ln)
+    # rules are list lines, not table rows: a long or hostile value cannot widen a table
+    assert not any(line.startswith("|") and "evil" in line for line in text.splitlines())
 
 
-def test_notifications_carry_a_checked_deep_link_and_escape_everything_else() -> None:
+def test_key_findings_put_what_needs_attention_first_and_stay_short() -> None:
+    rules = classify_rules(RULES, VISIBLE, DOMAINS)
+    fwd = classify_forwarding(
+        MailboxForwarding(
+            identity="rob",
+            forwarding_smtp_address="smtp:invoices.rob.young@gmail.com",
+            deliver_to_mailbox_and_forward=True,
+        ),
+        DOMAINS,
+    )
+    ok = PasswordCheck(
+        ok=True, last_password_change=T0 + timedelta(days=1), restricted_since=T0, reason="ok"
+    )
+    ev = Evidence(account="rob@contoso.com", rules=rules, forwarding=fwd, password=ok)
+    lines = key_findings(ev)
+    assert len(lines) == MAX_KEY_FINDINGS  # more than eight findings: cut, with a pointer
+    assert lines[-1].text.endswith("more finding(s) in the full evidence.")
+    assert lines[0].text == (
+        'Hidden inbox rule "." forwards to invoices.rob.young@gmail.com (external) '
+        "and deletes mail."
+    )
+    assert lines[0].alert
+    clean = key_findings(Evidence(account="rob@contoso.com", password=ok))
+    assert [f.text for f in clean] == [
+        "Password changed 2024-05-15 06:12:31 UTC, after the restriction: reset confirmed.",
+        "No inbox rules.",
+        "No admin roles.",
+    ]
+    assert not any(f.alert for f in clean)
+    with_fwd = key_findings(Evidence(account="rob@contoso.com", forwarding=fwd, password=ok))
+    assert with_fwd[0].text == (
+        "Mailbox forwarding to invoices.rob.young@gmail.com (external), keeping a copy."
+    )
+    assert available_cleanups(ev) == (CleanUp.DISABLE_SUSPICIOUS_RULES, CleanUp.CLEAR_FORWARDING)
+    assert available_cleanups(Evidence(account="rob@contoso.com", password=ok)) == ()
+
+
+def test_notifications_are_plain_text_with_a_checked_deep_link() -> None:
     link = deep_link(f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID}")
     assert link is not None
     for bad in (
@@ -238,12 +295,38 @@ def test_notifications_carry_a_checked_deep_link_and_escape_everything_else() ->
     )
     n = render_notification(NotificationKind.APPROVAL_NEEDED, ctx)
     assert n.subject == "Approval needed: unblock rob@contoso.com (INC-1)"
-    assert f"[Open the paused run to approve or reject]({link})" in n.body
-    assert "<img" not in n.body and "[click](" not in n.body and "{{7*7}}" not in n.body
+    assert "rob@contoso.com is on the Restricted users list" in n.body
+    assert f"Open the paused run to approve or reject: {link}\n" in n.body
+    assert "\\" not in n.body and "**" not in n.body  # plain text: no Markdown escapes, no bold
+    # hostile text: no tag, no Markdown link, no Slack control sequence; still readable
+    assert "<" not in n.body.replace(str(link), "") and "](" not in n.body
+    assert "\u2039img src=x onerror=alert(1)\u203a" in n.body and "{{7*7}}" in n.body
     no_link = render_notification(
         NotificationKind.ESCALATION, ctx.model_copy(update={"link": None, "waited_minutes": 15})
     )
-    assert "](" not in no_link.body and "15" in no_link.body
+    assert "http" not in no_link.body.replace("http://evil.example", "") and "15" in no_link.body
+
+
+def test_chat_text_neutralises_chat_markup_without_backslashes() -> None:
+    assert chat_text("rob@contoso.com 18:25:08 INC-1_a*b") == "rob@contoso.com 18:25:08 INC-1_a*b"
+    slack = chat_text("<!channel> <http://evil|click> &lt;!here&gt; [click](http://evil)")
+    assert not set(slack) & set("<>&[]") and "\\" not in slack
+    assert chat_text("a\x1b[31mb\u202ec\nd") == "a\ufffd\uff3b31mb\ufffdc\ufffdd"
+
+
+def test_artifact_links_point_at_the_v2_ui() -> None:
+    art = "1c2d3e4f-0000-4a5b-8c9d-0e1f2a3b4c5d"
+    assert artifact_link(f"http://127.0.0.1:4200/flow-runs/flow-run/{RUN_ID}", art) == (
+        f"http://127.0.0.1:4200/v2/artifacts/artifact/{art}"
+    )
+    assert artifact_link(f"https://prefect.example/ui/runs/flow-run/{RUN_ID}", art) == (
+        f"https://prefect.example/ui/v2/artifacts/artifact/{art}"
+    )
+    assert artifact_link(f"http://h:1/v2/runs/flow-run/{RUN_ID}", art) == (
+        f"http://h:1/v2/artifacts/artifact/{art}"
+    )
+    assert artifact_link(None, art) is None
+    assert artifact_link(f"http://h/runs/flow-run/{RUN_ID}", "x)[y](http://evil") is None
 
 
 def test_block_references() -> None:

@@ -44,7 +44,8 @@ def test_teams_and_slack_shaped_payloads_carry_the_deep_link(
     assert card["type"] == "AdaptiveCard"
     title, body = (b["text"] for b in card["body"])
     assert title == "Approval needed: unblock rob@contoso.com (INC-7)"
-    assert f"(http://127.0.0.1:4200/runs/flow-run/{RUN_ID})" in body
+    assert f"approve or reject: http://127.0.0.1:4200/runs/flow-run/{RUN_ID}" in body
+    assert body.startswith("rob@contoso.com is on the Restricted users list.")
     (slack,) = receiver.wait_for(notify_blocks["slack_path"])
     text = slack.json()["text"]
     assert text.startswith("*Approval needed: unblock rob@contoso.com (INC-7)*\n")
@@ -52,20 +53,31 @@ def test_teams_and_slack_shaped_payloads_carry_the_deep_link(
     for got in (teams, slack):
         assert SECRET not in got.text
         assert "emulator-secret" not in got.text
+    # plain text: no Markdown escapes anywhere in what the chat services receive
+    for shown in (title, body, text):
+        assert "\\" not in shown and "**" not in shown
 
 
 def test_hostile_values_arrive_inert(
     notify_blocks: dict[str, str], receiver: WebhookReceiver
 ) -> None:
-    hostile = "<!channel> [click](http://evil.example) <http://evil|x>"
+    hostile = "<!channel> [click](http://evil.example) <http://evil|x> &lt;!here&gt; {{7*7}}"
     send_notification(
-        (notify_blocks["leads"],),
+        (notify_blocks["leads"], notify_blocks["approvers"]),
         NotificationKind.OUTCOME,
-        _ctx(outcome="Unblocked", risk_summary="", outcome_summary=hostile),
+        _ctx(outcome="Unblocked", risk_summary="", outcome_summary=hostile, flow_run_name=hostile),
     )
     (slack,) = receiver.wait_for(notify_blocks["slack_path"])
-    text = slack.json()["text"]
-    assert "<!channel>" not in text and "[click](" not in text and "<http" not in text
+    (teams,) = receiver.wait_for(notify_blocks["teams_path"])
+    title, body = (b["text"] for b in teams.json()["attachments"][0]["content"]["body"])
+    for text in (slack.json()["text"], title, body):
+        # no Slack link or mention (<...>, or the &lt; form apprise turns back into one), no
+        # Markdown link (Teams cards render [label](url)); and no backslash noise either
+        assert not set(text) & set("<>&[]"), text
+        assert "\\" not in text
+    for text in (slack.json()["text"], body):
+        # the value is still readable, and was not evaluated as a template
+        assert "\u2039!channel\u203a" in text and "{{7*7}}" in text and "49" not in text
 
 
 def test_failed_delivery_is_reported_not_raised(

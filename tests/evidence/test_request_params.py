@@ -10,7 +10,8 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import validate
 from pydantic import ValidationError
 
-from playbook.approval import UnblockApproval
+from playbook.approval import UnblockApproval, unblock_form
+from playbook.evidence import CleanUp
 from playbook.notify import parse_block_ref
 from playbook.params import UnblockRequest
 
@@ -74,8 +75,12 @@ def test_out_of_range_values_are_refused(field: str, value: object) -> None:
     assert validate({"request": {**BASE, field: value}}, _schema(), raise_on_error=False)
 
 
-def test_approval_form_has_the_clean_up_checkboxes_unticked() -> None:
-    schema = UnblockApproval.model_json_schema()
+def test_approval_form_offers_only_the_applicable_clean_ups_unticked() -> None:
+    base = UnblockApproval.model_json_schema()
+    assert "disable_suspicious_rules" not in base["properties"]
+    assert "clear_forwarding" not in base["properties"]
+    form = unblock_form([CleanUp.CLEAR_FORWARDING, CleanUp.DISABLE_SUSPICIOUS_RULES])
+    schema = form.model_json_schema()
     for box in ("disable_suspicious_rules", "clear_forwarding"):
         assert schema["properties"][box] == {
             "default": False,
@@ -83,5 +88,14 @@ def test_approval_form_has_the_clean_up_checkboxes_unticked() -> None:
             "title": schema["properties"][box]["title"],
             "type": "boolean",
         }
-    form = UnblockApproval.model_validate({"approve": True, "approver": "bob"})
-    assert not form.disable_suspicious_rules and not form.clear_forwarding
+    answer = form.model_validate({"decision": "approve", "approver": "bob"})
+    assert answer.approved and answer.cleanups() == frozenset()
+    ticked = form.model_validate(
+        {"decision": "approve", "approver": "bob", "clear_forwarding": True}
+    )
+    assert ticked.cleanups() == {CleanUp.CLEAR_FORWARDING}
+    # a box the run's form does not offer cannot be ticked
+    with pytest.raises(ValidationError):
+        unblock_form([CleanUp.CLEAR_FORWARDING]).model_validate(
+            {"decision": "approve", "approver": "bob", "disable_suspicious_rules": True}
+        )

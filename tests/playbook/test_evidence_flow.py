@@ -133,34 +133,36 @@ def test_rob_approval_shows_the_risk_the_hidden_rule_and_the_forwarding(
     paused = wait_until_paused(run.name)
     description = _input(paused.id, UNBLOCK_KEY)
 
-    # the risk line first, right under the title
+    # the short description: title, then the risk line, the entry, the key findings
     lines = [line for line in description.splitlines() if line.strip()]
-    assert lines[0].startswith("## Approve unblocking rob\\@contoso\\.com")
-    assert lines[1] == "### Compromise checks"
-    assert lines[2].startswith(
+    assert lines[0] == "### Unblock rob\\@contoso\\.com?"
+    assert lines[1].startswith(
         "**" + md("Risk: HIGH. 1 suspicious inbox rule (1 hidden, 1 external)")
     )
-    assert md("mailbox forwarding to an external address") in lines[2]
-    # the hidden rule "." (escaped: it renders literally), its target and why it matters
-    assert "| \\. | yes | yes | invoices\\.rob\\.young\\@gmail\\.com (external) |" in description
-    assert md("hidden rule (only visible with -IncludeHidden)") in description
-    assert "deletes mail" in description
-    # the harmless rule is listed but not suspicious
-    assert "| Newsletters | yes | no |" in description
-    # forwarding (ForwardingSmtpAddress, keep a copy)
-    assert "| ForwardingSmtpAddress | invoices\\.rob\\.young\\@gmail\\.com (external) |" in (
+    assert md("mailbox forwarding to an external address") in lines[1]
+    assert lines[2].startswith("**Restricted** since 2024\\-05\\-14 06\\:12\\:31 UTC")
+    assert (
+        "**" + md('Hidden inbox rule "." forwards to invoices.rob.young@gmail.com') in description
+    )
+    assert md("Mailbox forwarding to invoices.rob.young@gmail.com (external), keeping a copy.") in (
         description
     )
-    assert "| DeliverToMailboxAndForward (keep a copy) | yes |" in description
-    # password proven newer than the block; cap warning from the counter
-    assert "Reset confirmed" in description
-    assert "probably the last one before Microsoft" in description
-    assert "Tick **disable suspicious rules** to disable 1 rule(s): \\." in description
-    assert "Tick **clear forwarding**" in description
+    assert md("reset confirmed.") in description
+    assert md("probably the last unblock before Microsoft's cap") in description
+    assert md("Tick a clean-up below") in description
+    # the details live in the full evidence artifact
+    evidence = artifact_markdown(paused.id, "unblock-evidence")
+    assert '**Rule 2: "\\."** \\(suspicious\\)' in evidence
+    assert md("hidden rule (only visible with -IncludeHidden)") in evidence
+    assert "deletes mail" in evidence
+    assert '**Rule 1: "Newsletters"**' in evidence
+    assert "- ForwardingSmtpAddress: " + md("invoices.rob.young@gmail.com (external)") in evidence
+    assert "- DeliverToMailboxAndForward (keep a copy): yes" in evidence
+    assert "probably the last one before Microsoft" in evidence
     password = secret_value(f"unblock-handover-{paused.id}")
-    assert password and password not in description
+    assert password and password not in description and password not in evidence
 
-    resume(paused, approve=True, approver="bob")
+    resume(paused, decision="approve", approver="bob")
     state = run.state()
     assert state.is_completed() and state.name == "Unblocked", state.message
     # unticked: the rule and the forwarding are left as they were
@@ -188,12 +190,12 @@ def test_ticked_boxes_disable_the_rule_and_clear_forwarding_and_notify(
     card = needed.json()["attachments"][0]["content"]
     title, body = (b["text"] for b in card["body"])
     assert title == "Approval needed: unblock rob@contoso.com (INC-1001)"
-    assert f"/flow-run/{paused.id})" in body  # the deep link to the paused run
-    assert md("Risk: HIGH.") in body
+    assert f"/flow-run/{paused.id}\n" in body  # the deep link to the paused run
+    assert "Risk: HIGH." in body and "\\" not in body
 
     resume(
         paused,
-        approve=True,
+        decision="approve",
         approver="bob",
         disable_suspicious_rules=True,
         clear_forwarding=True,
@@ -266,7 +268,7 @@ def test_unanswered_approval_escalates_then_expires_in_its_named_state(
     (escalation,) = receiver.wait_for(hooks["slack"], timeout=30)
     text = escalation.json()["text"]
     assert text.startswith("*Escalation: approval still pending for rob@contoso.com (INC-1001)*")
-    assert f"/flow-run/{paused.id})" in text
+    assert f"/flow-run/{paused.id}\n" in text
     state = run.state()
     assert state.name == "ApprovalExpired", state.message
     assert emulator.state.is_restricted(TENANT, ROB)
@@ -307,7 +309,7 @@ def test_admin_reset_refused_when_the_second_approver_is_the_requester(
     description = _input(paused.id, PRIVILEGED_KEY)
     assert "Second approval needed" in description and "Global Administrator" in description
     assert emulator.writes() == []  # nothing before the second approval
-    resume(paused, approve=True, approver="Ann")  # the requester is "ann"
+    resume(paused, decision="approve", approver="Ann")  # the requester is "ann"
     state = run.state()
     assert state.is_failed() and state.name == "PrivilegedAccount"
     assert "requester" in (state.message or "")
@@ -326,7 +328,7 @@ def test_admin_reset_with_a_different_approver_then_the_unblock_approval(
     first = wait_until_paused(run.name)
     _input(first.id, PRIVILEGED_KEY)
     assert emulator.writes() == []
-    resume(first, approve=True, approver="carol", comment="confirmed with Lee by phone")
+    resume(first, decision="approve", approver="carol", comment="confirmed with Lee by phone")
 
     # the reset is the first write, after the second approval; then the unblock approval
     wait_for(lambda: effective(emulator, "graph.update_user"), 60, "the reset")
@@ -343,7 +345,8 @@ def test_admin_reset_with_a_different_approver_then_the_unblock_approval(
     assert len(effective(emulator, "graph.update_user")) == 1
     description = _input(second.id, UNBLOCK_KEY)
     assert md("holds admin role: Global Administrator") in description
-    resume(second, approve=False, approver="carol")
+    assert md("Holds admin roles: Global Administrator.") in description
+    resume(second, decision="reject", approver="carol")
     state = run.state()
     assert state.name == "Rejected"
     report = artifact_markdown(second.id, "unblock-user-report")
@@ -355,7 +358,7 @@ def test_admin_reset_with_a_user_administrator_app_is_a_named_failure(
 ) -> None:
     # The 'playbook' app is only User Administrator: Entra refuses to reset a Global Admin.
     run = start_unblock(account=LEE, allow_privileged_reset=True, approval_timeout_minutes=2)
-    resume(wait_until_paused(run.name), approve=True, approver="carol")
+    resume(wait_until_paused(run.name), decision="approve", approver="carol")
     state = run.state()
     assert state.is_failed() and state.name == "StepFailed"
     assert "reset_password failed: PermissionDeniedError" in (state.message or "")

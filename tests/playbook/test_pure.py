@@ -17,10 +17,17 @@ from playbook.decisions import (
     unblock_reason,
     verify_decision,
 )
+from playbook.evidence import Evidence, PasswordCheck
 from playbook.outcomes import Outcome
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.passwords import ALPHABET, SYMBOLS, generate_password, meets_complexity
-from playbook.rendering import md_escape, render_approval, render_unblock_report
+from playbook.rendering import (
+    markdown_to_text,
+    md_escape,
+    render_approval,
+    render_evidence,
+    render_unblock_report,
+)
 from playbook.report import RunReport, StepRecord
 
 GOOD = {"account": "rob@contoso.com", "tenant": "contoso", "ticket": "INC-1", "requested_by": "ann"}
@@ -264,33 +271,96 @@ def _report(**kw: object) -> RunReport:
     return RunReport.model_validate(base)
 
 
+def _evidence(**kw: object) -> Evidence:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    base: dict[str, object] = {
+        "account": "megan@contoso.onmicrosoft.com",
+        "password": PasswordCheck(
+            ok=True,
+            last_password_change=now,
+            restricted_since=now - timedelta(hours=2),
+            reason="the password was changed after the restriction",
+        ),
+    }
+    base.update(kw)
+    return Evidence.model_validate(base)
+
+
+def _approval(report: RunReport, removal_reason: str, link: str | None = None) -> str:
+    return render_approval(
+        report,
+        evidence=_evidence(),
+        removal_reason=removal_reason,
+        timeout_minutes=60,
+        evidence_link=link,
+        evidence_key="unblock-evidence",
+    )
+
+
 @pytest.mark.parametrize("text", HOSTILE)
 def test_templates_escape_every_user_supplied_value(text: str) -> None:
     report = _report(ticket=text, requested_by=text, outcome=Outcome.REJECTED)
     report.steps[0].detail = text
     for md in (
-        render_approval(report, removal_reason=text, timeout_minutes=60),
+        _approval(report, text),
+        render_evidence(report, evidence=_evidence(errors=(text,))),
         render_unblock_report(report),
     ):
         assert "<script" not in md and "](http" not in md and "{{" not in md and "\r" not in md
         assert "\u202e" not in md
 
 
-def test_approval_description_shows_what_approving_will_do() -> None:
-    md = render_approval(
-        _report(), removal_reason=unblock_reason("INC-1", "<approver>"), timeout_minutes=60
-    )
+def test_approval_description_is_short_and_says_what_approving_will_do() -> None:
+    link = "http://127.0.0.1:4200/v2/artifacts/artifact/0b6f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    md = _approval(_report(), unblock_reason("INC-1", "<approver>"), link)
     for expected in (
-        "megan\\.bowen\\@contoso\\.com",
-        "External",
-        "512",
-        "What approving will do",
-        "req\\-123",
-        "unblock\\-handover\\-r\\-1",
-        "Remove-BlockedSenderAddress",
+        "**Restricted** since 2026\\-01\\-01 10\\:00\\:00 UTC\\:",
+        "EmailSendingLimitExceeded, external recipient limit exceeded",
+        "reset confirmed",
+        "**Approve** removes",
+        "**Reject** leaves",
+        f"[Open the full evidence]({link})",
     ):
         assert expected in md, expected
     assert "&lt;approver&gt;" in md
+    # the risk line first, the link last; the details (steps, user table) are in the artifact
+    lines = [line for line in md.splitlines() if line.strip()]
+    assert lines[1].startswith("**Risk") and lines[-1].startswith("[Open the full evidence]")
+    assert "req\\-123" not in md and "|" not in md
+    assert len(lines) <= 16
+    # without a UI address the description names the artifact instead
+    assert "artifact **unblock\\-evidence**" in _approval(_report(), "x")
+
+
+def test_full_evidence_has_one_section_per_kind_and_no_wide_table() -> None:
+    md = render_evidence(_report(), evidence=_evidence())
+    for heading in (
+        "## Key findings",
+        "## Password",
+        "## Inbox rules (hidden rules included)",
+        "## Mailbox forwarding",
+        "## Admin roles",
+        "## Earlier unblocks",
+        "## The user",
+        "## The Restricted users entry",
+        "## Done so far",
+    ):
+        assert heading in md, heading
+    assert "req\\-123" in md and "unblock\\-handover\\-r\\-1" in md
+    # only two-column tables: long values wrap instead of widening the page
+    table_rows = [line for line in md.splitlines() if line.startswith("|")]
+    assert table_rows and all(line.replace("\\|", "").count("|") == 3 for line in table_rows)
+
+
+def test_markdown_reads_back_as_plain_text_for_a_terminal() -> None:
+    report = _report(requested_by="[click](http://evil) <script> {{7*7}}")
+    text = markdown_to_text(_approval(report, "x", "http://127.0.0.1:4200/v2/artifacts/artifact/a"))
+    assert "Restricted since 2026-01-01 10:00:00 UTC: EmailSendingLimitExceeded" in text
+    assert "\\" not in text and "&lt;" not in text and "**" not in text
+    assert "Open the full evidence (http://127.0.0.1:4200/v2/artifacts/artifact/a)" in text
+    assert markdown_to_text(md_escape("[click](http://evil) <b> {{7*7}} \x1b[31m")) == (
+        "[click](http://evil) <b> {{7*7}} \ufffd[31m"
+    )
 
 
 def test_report_names_the_outcome_and_never_a_password() -> None:

@@ -58,7 +58,7 @@ def test_transient_faults_at_every_step_change_nothing_twice(emulator: Emulator)
     run = start_unblock(account=ROB, approval_timeout_minutes=2)
     paused = wait_until_paused(run.name, timeout=120)
     password = secret_value(f"unblock-handover-{paused.id}")
-    resume(paused, approve=True, approver="bob")
+    resume(paused, decision="approve", approver="bob")
     state = run.state(120)
 
     assert state.name == "Unblocked", state.message
@@ -151,7 +151,7 @@ def test_follow_up_run_verifies_and_deletes_the_secret_and_nothing_leaks(
     block = f"unblock-handover-{paused.id}"
     password = secret_value(block)
     assert password
-    resume(paused, approve=True, approver="bob", comment="ok")
+    resume(paused, decision="approve", approver="bob", comment="ok")
     assert run.state().name == "Unblocked"
 
     # flows.serve (a subprocess) picks the scheduled verify-unblock run up and executes it

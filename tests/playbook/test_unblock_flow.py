@@ -41,7 +41,7 @@ def test_approved_unblock_resets_once_and_removes_once(emulator: Emulator) -> No
     resets = effective(emulator, "graph.update_user")
     assert len(resets) == 1
     reset_after = (resets[0].time - t0).total_seconds()
-    resume(paused, approve=True, approver="bob", comment="user called, verified by phone")
+    resume(paused, decision="approve", approver="bob", comment="user called, verified by phone")
     state = run.state()
     elapsed = time.monotonic() - wall
 
@@ -65,7 +65,7 @@ def test_approved_unblock_resets_once_and_removes_once(emulator: Emulator) -> No
 def test_rejected_keeps_the_block_and_schedules_cleanup(emulator: Emulator) -> None:
     run = start_unblock(account=ROB, approval_timeout_minutes=2)
     paused = wait_until_paused(run.name)
-    resume(paused, approve=False, approver="carol", comment="<script>alert(1)</script>")
+    resume(paused, decision="reject", approver="carol", comment="<script>alert(1)</script>")
     state = run.state()
     assert state.is_cancelled() and state.name == "Rejected"
     assert emulator.state.is_restricted(TENANT, ROB)
@@ -79,14 +79,17 @@ def test_invalid_approval_input_is_refused_and_run_stays_paused(emulator: Emulat
     run = start_unblock(account=ROB, approval_timeout_minutes=2)
     paused = wait_until_paused(run.name)
     for bad in (
-        {"approve": True, "approver": "bob\r\nInjected: yes"},
-        {"approve": True, "approver": "x" * 101},
-        {"approve": True, "approver": "bob", "comment": "a\nb"},
-        {"approve": True},
+        {"decision": "approve", "approver": "bob\r\nInjected: yes"},
+        {"decision": "approve", "approver": "x" * 101},
+        {"decision": "approve", "approver": "bob", "comment": "a\nb"},
+        {"decision": "approve"},
+        {"decision": True, "approver": "bob"},
+        {"decision": "yes", "approver": "bob"},
+        {"approve": True, "approver": "bob"},
     ):
         with pytest.raises(RuntimeError, match="Validation failed"):
             resume(paused, **bad)
-    resume(paused, approve=False, approver="dave")
+    resume(paused, decision="reject", approver="dave")
     assert run.state().name == "Rejected"
 
 
@@ -134,7 +137,7 @@ def test_stops_before_any_write(emulator: Emulator, account: str, outcome: str) 
 
 def test_entry_listed_under_the_upn_is_found_from_the_mail_address(emulator: Emulator) -> None:
     run = start_unblock(account="megan@contoso.com", approval_timeout_minutes=2)
-    resume(wait_until_paused(run.name), approve=True, approver="bob")
+    resume(wait_until_paused(run.name), decision="approve", approver="bob")
     assert run.state().name == "Unblocked"
     (removal,) = effective(emulator, "exo.Remove-BlockedSenderAddress")
     assert removal.parameters.get("SenderAddress") == "megan.bowen@contoso.onmicrosoft.com"
@@ -144,7 +147,7 @@ def test_unblock_cap_is_a_clear_terminal_failure(emulator: Emulator) -> None:
     emulator.state.update_settings(TENANT, unblock_cap=0)
     run = start_unblock(account=ROB, approval_timeout_minutes=2)
     paused = wait_until_paused(run.name)
-    resume(paused, approve=True, approver="bob")
+    resume(paused, decision="approve", approver="bob")
     state = run.state()
     assert state.is_failed() and state.name == "UnblockLimitReached"
     assert "Microsoft Support" in (state.message or "")

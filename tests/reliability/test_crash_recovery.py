@@ -107,7 +107,7 @@ def rerun_and_check(server: RealServer, emu: Emulator, old_block: str) -> None:
     assert actions in ([], ["nothing"]), "nothing is left to recover"
     from prefect.flow_runs import resume_flow_run
 
-    resume_flow_run(new.id, run_input={"approve": True, "approver": "bob"})
+    resume_flow_run(new.id, run_input={"decision": "approve", "approver": "bob"})
     final = wait_for(
         lambda: (s := read(new.id).state) is not None and s.is_final() and s, 120, "new run"
     )

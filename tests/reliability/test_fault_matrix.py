@@ -159,7 +159,7 @@ def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None
         assert paused is not None, "rob is restricted: the run must ask for approval"
         if step.after_approval:
             rules = [emulator.faults.add(**spec) for spec in make(step.endpoint)]
-        resume(paused, approve=step.approve, approver="bob")
+        resume(paused, decision="approve" if step.approve else "reject", approver="bob")
     state = run.state(timeout=120)
     row["seconds"] = round(time.monotonic() - started_at, 1)
     row["outcome"] = f"{state.type.value.title()} / {state.name}"

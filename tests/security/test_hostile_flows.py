@@ -217,7 +217,7 @@ def test_hostile_approvers_are_refused_and_the_run_stays_paused(deployments, emu
 
     def invalid(value: str) -> bool:
         try:
-            UnblockApproval.model_validate({"approve": True, "approver": value})
+            UnblockApproval.model_validate({"decision": "approve", "approver": value})
         except ValidationError:
             return True
         return False  # a valid name (e.g. 'rob.contoso.com'): data, rendered inert
@@ -227,7 +227,7 @@ def test_hostile_approvers_are_refused_and_the_run_stays_paused(deployments, emu
         if not invalid(hostile.value):
             continue
         try:
-            resume(paused, approve=True, approver=hostile.value)
+            resume(paused, decision="approve", approver=hostile.value)
         except RuntimeError as exc:
             assert "Validation failed" in str(exc) or "approver" in str(exc)
             refused.append(hostile.id)
@@ -235,7 +235,7 @@ def test_hostile_approvers_are_refused_and_the_run_stays_paused(deployments, emu
         pytest.fail(f"approver {hostile.id} was accepted")
     assert read_run(run.name).state.is_paused()
     assert not [r for r in emulator.writes() if r.cmdlet == "Remove-BlockedSenderAddress"]
-    resume(paused, approve=False, approver="bob")
+    resume(paused, decision="reject", approver="bob")
     assert run.state().name == "Rejected"
     COUNTS["approver"] = len(refused)
 
@@ -256,9 +256,9 @@ def _reject_with_comment(hostile: Any, run: Any) -> int:
     paused = wait_paused(run, timeout=120)
     assert paused is not None, run.box
     try:
-        resume(paused, approve=False, approver="bob", comment=hostile.value)
+        resume(paused, decision="reject", approver="bob", comment=hostile.value)
     except RuntimeError:
-        resume(paused, approve=False, approver="bob")  # refused: reject plainly
+        resume(paused, decision="reject", approver="bob")  # refused: reject plainly
         assert run.state().name == "Rejected"
         return 0
     state = run.state()

@@ -38,7 +38,7 @@ BASE_UNBLOCK: dict[str, Any] = {
     "requested_by": "alice",
 }
 BASE_VERIFY: dict[str, Any] = {"account": "rob@contoso.com", "tenant": "contoso", "ticket": "INC-1"}
-BASE_APPROVAL: dict[str, Any] = {"approve": True, "approver": "bob"}
+BASE_APPROVAL: dict[str, Any] = {"decision": "approve", "approver": "bob"}
 
 # (model, base, field, wrap) - wrap puts the hostile value where the field expects it.
 STRING_FIELDS: list[tuple[type[BaseModel], dict[str, Any], str]] = [

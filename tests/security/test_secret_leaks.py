@@ -127,8 +127,10 @@ def test_no_secret_reaches_the_database_the_api_logs_artifacts_results_events_or
     probe_env = Scanner({k: v for k, v in secrets.items() if k != CLIENT_SECRET})
     process_pids = _scan_live_processes(server, probe, probe_env)
 
-    resume_flow_run(pw_run.id, run_input={"approve": True, "approver": "bob", "comment": "ok"})
-    resume_flow_run(tap_run.id, run_input={"approve": True, "approver": "bob"})
+    resume_flow_run(
+        pw_run.id, run_input={"decision": "approve", "approver": "bob", "comment": "ok"}
+    )
+    resume_flow_run(tap_run.id, run_input={"decision": "approve", "approver": "bob"})
     assert _final(pw_run.id).name == "Unblocked"
     assert _final(tap_run.id).name == "Unblocked"
 
