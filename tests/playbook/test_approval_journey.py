@@ -21,7 +21,6 @@ from .conftest import (
     TENANT,
     artifact_markdown,
     effective,
-    read_run,
     resume,
     start_unblock,
     wait_for,
@@ -52,6 +51,13 @@ def _state(run_id: Any) -> Any:
 
     with get_client(sync_client=True) as client:
         return client.read_flow_run(run_id).state
+
+
+def _run(run_id: Any) -> Any:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return client.read_flow_run(run_id)
 
 
 def _artifact(artifact_id: UUID) -> Any:
@@ -256,7 +262,8 @@ def test_rejection_and_expiry_under_the_runner_log_no_error(emulator: Emulator) 
     rejected = _run_deployment(account=ROB, approval_timeout_minutes=2)
     expired = _run_deployment(account=MEGAN, approval_timeout_minutes=0.05)
     paused = wait_for(
-        lambda: (r := read_run(rejected.name)) is not None and r.state.is_paused() and r,
+        # By id: a served run is renamed after its account and ticket when it starts.
+        lambda: (r := _run(rejected.id)).state is not None and r.state.is_paused() and r,
         120,
         "the served run to pause",
     )
