@@ -55,13 +55,17 @@ def tenant_seed(
                 "name": "playbook",
                 "client_id": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.watch.app")),
                 "client_secret": f"emulator-secret-{name}-not-real",
-                "roles": [
+                "roles": [  # the demo's playbook app: what unblock-user needs
                     "User.Read.All",
                     "User-PasswordProfile.ReadWrite.All",
                     "User.RevokeSessions.All",
+                    "UserAuthenticationMethod.ReadWrite.All",
+                    "MailboxSettings.Read",
+                    "RoleManagement.Read.Directory",
+                    "Application.Read.All",
                     "Exchange.ManageAsApp",
                 ],
-                "wids": ["Exchange Administrator", "User Administrator"],
+                "wids": ["User Administrator", "Exchange Administrator"],
             }
         ],
     }
