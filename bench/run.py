@@ -268,12 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         res.duration = time.monotonic() - started
         report = text_report(res)
         print(report, flush=True)
-        if args.out:
-            args.out.mkdir(parents=True, exist_ok=True)
-            (args.out / "report.txt").write_text(report, encoding="utf-8")
-            (args.out / "results.json").write_text(
-                json.dumps(asdict(res), default=str, indent=1), encoding="utf-8"
-            )
+        save_results(args.out, res, report)
         if args.write_docs:
             write_docs(res)
             if res.sweeps:
@@ -283,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         log(f"FAILED: {exc} (logs kept in {logs})")
         args.keep = True
+        # What was measured before the failure is kept (not written into the docs).
+        res.duration = time.monotonic() - started
+        save_results(args.out, res, text_report(res), suffix=".partial")
         return 1
     except KeyboardInterrupt:
         log("interrupted; stopping everything")
@@ -295,6 +293,17 @@ def main(argv: list[str] | None = None) -> int:
             log(f"kept {tmp}")
         else:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_results(out: Path | None, res: object, report: str, suffix: str = "") -> None:
+    if out is None:
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"report{suffix}.txt").write_text(report, encoding="utf-8")
+    (out / f"results{suffix}.json").write_text(
+        json.dumps(asdict(res), default=str, indent=1),  # type: ignore[call-overload]
+        encoding="utf-8",
+    )
 
 
 def write_docs(res: object) -> None:

@@ -80,7 +80,6 @@ WATCH_READ_TIMEOUT = 10.0
 # Waiting for the Prefect API (seconds, growing while it stays away).
 API_RETRY_SECONDS = (2.0, 5.0, 10.0, 30.0, 60.0)
 FAILURE_LOG_EVERY = 600.0
-PROFILE_PAGE = 200
 # Never sleep longer than this between two looks at the stop flag.
 MAX_WAIT = 1.0
 PREFECT_ERRORS = (httpx.HTTPError, PrefectHTTPStatusError)
@@ -92,26 +91,21 @@ quiet = logging.getLogger("unblock.watch")  # console only: not shipped to the r
 
 
 def list_profiles() -> dict[str, ProfileInfo]:
-    """Every saved tenant profile's non-secret settings (one API read per 200 profiles; no
-    secret is decrypted and no "block loaded" event is emitted)."""
+    """Every saved tenant profile's non-secret settings: one API read for all of them (the
+    server answers this endpoint with every document; it has no paging), no secret decrypted,
+    no "block loaded" event."""
     slug = M365Tenant.get_block_type_slug()
     found: dict[str, ProfileInfo] = {}
     with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_block_documents_by_type(
-                block_type_slug=slug, offset=offset, limit=PROFILE_PAGE, include_secrets=False
-            )
-            for doc in page:
-                if not doc.name or doc.is_anonymous:
-                    continue
-                version = doc.updated.isoformat() if doc.updated else str(doc.id)
-                info = profile_info(doc.name, doc.data, version)
-                if info is not None:
-                    found[doc.name] = info
-            if len(page) < PROFILE_PAGE:
-                return found
-            offset += PROFILE_PAGE
+        documents = client.read_block_documents_by_type(block_type_slug=slug, include_secrets=False)
+    for doc in documents:
+        if not doc.name or doc.is_anonymous:
+            continue
+        version = doc.updated.isoformat() if doc.updated else str(doc.id)
+        info = profile_info(doc.name, doc.data, version)
+        if info is not None:
+            found[doc.name] = info
+    return found
 
 
 def post_event(spec: EventSpec) -> None:

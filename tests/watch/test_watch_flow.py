@@ -302,3 +302,27 @@ def test_sigterm_stops_it_and_a_new_watcher_does_not_repeat_itself(
     assert len(events(DETECTED_EVENT, detected["since"])) == len(events_before)
     assert len(flow_runs("unblock-user")) == runs_before
     watching.watcher.stop()
+
+
+def test_profiles_are_listed_in_full_past_200(stack: Stack) -> None:
+    """The server returns every block document of a type in one answer (no paging); listing
+    them must neither loop nor miss any, with more than 200 profiles."""
+    from prefect import flow
+
+    from flows._watcher import list_profiles
+    from tasks.list_tenant_profiles import list_tenant_profiles
+
+    config = stack.main.tenant_config(BRAVO)
+    for i in range(205):
+        M365Tenant.from_config(config, policy="report").save(f"many-{i:03d}", overwrite=True)
+
+    @flow
+    def names() -> list[str]:
+        return list_tenant_profiles()
+
+    t0 = time.monotonic()
+    listed = list_profiles()
+    assert {f"many-{i:03d}" for i in range(205)} <= set(listed)
+    assert listed["many-007"].policy == "report"
+    assert {f"many-{i:03d}" for i in range(205)} <= set(names())
+    assert time.monotonic() - t0 < 60
