@@ -9,6 +9,7 @@ Kinds:
 - ``prefect-sweep``: call the ``restricted-sweep`` flow in this process against the benchmark's
   Prefect server (the parent reads this process's peak RSS with ``wait4``).
 - ``overhead``: trivial flows and tasks, timed one by one.
+- ``watch``: the ``watch-restricted`` flow, until SIGTERM.
 
 The spec comes on stdin (it may hold the emulator's fake client secrets: never on argv or in a
 log); the result is one JSON object written to RESULT_PATH. Monotonic times are
@@ -23,6 +24,7 @@ PROCESS_STARTED = time.monotonic()  # before the heavy imports
 
 import json  # noqa: E402
 import sys  # noqa: E402
+from datetime import UTC, datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -74,10 +76,32 @@ def prefect_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     request = SweepRequest.model_validate(
         {"tenants": spec["tenants"], "policy": "report", "dry_run": True, **spec["settings"]}
     )
+    t0_wall = datetime.now(UTC).isoformat()
     t0 = time.monotonic()
     state = restricted_sweep(sweep=request, return_state=True)
     t1 = time.monotonic()
-    return {"imported": imported, "t0": t0, "t1": t1, "state": state.type.value}
+    t1_wall = datetime.now(UTC).isoformat()
+    return {
+        "imported": imported,
+        "t0": t0,
+        "t1": t1,
+        "t0_wall": t0_wall,
+        "t1_wall": t1_wall,
+        "state": state.type.value,
+    }
+
+
+def watch(spec: dict[str, Any]) -> dict[str, Any]:
+    """The watcher flow, until SIGTERM (it then stops cleanly and returns its counts)."""
+    from flows.watch_restricted import watch_restricted
+    from playbook.watch import WatchRequest
+
+    imported = time.monotonic()
+    request = WatchRequest.model_validate(spec["request"])
+    state = watch_restricted(watch=request, return_state=True)
+    summary = state.result(raise_on_failure=False)
+    totals = summary.totals.model_dump() if hasattr(summary, "totals") else {}
+    return {"imported": imported, "stopped": time.monotonic(), "state": state.type.value, **totals}
 
 
 def overhead(spec: dict[str, Any]) -> dict[str, Any]:
@@ -155,6 +179,7 @@ KINDS = {
     "bare-containment": bare_containment,
     "bare-sweep": bare_sweep,
     "prefect-sweep": prefect_sweep,
+    "watch": watch,
     "overhead": overhead,
 }
 

@@ -77,6 +77,10 @@ class Processes:
 
     def __init__(self) -> None:
         self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes] | None]] = []
+        self._named: dict[str, subprocess.Popen[bytes]] = {}
+
+    def pid_of(self, name: str) -> int:
+        return self._named[name].pid
 
     def start(
         self,
@@ -85,6 +89,7 @@ class Processes:
         log_path: Path,
         *,
         stdin: int | None = None,
+        name: str | None = None,
     ) -> subprocess.Popen[bytes]:
         out = log_path.open("ab")
         proc = subprocess.Popen(
@@ -97,6 +102,8 @@ class Processes:
             start_new_session=True,
         )
         self._procs.append((proc, out))
+        if name:
+            self._named[name] = proc
         return proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
@@ -172,7 +179,12 @@ def start_prefect_server(procs: Processes, penv: PrefectEnv, logs: Path) -> floa
     """``prefect server start`` on 127.0.0.1:port (SQLite below PREFECT_HOME); returns the
     seconds until ``/api/health`` answered."""
     started = time.monotonic()
-    proc = procs.start(prefect_server_argv(penv.port), penv.environ(), logs / "prefect-server.log")
+    # No scheduler: the sweep's 15-minute cron must not start sweeps in the middle of a part
+    # (runs created through the API are not affected).
+    env = penv.environ(PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false")
+    proc = procs.start(
+        prefect_server_argv(penv.port), env, logs / "prefect-server.log", name="prefect-server"
+    )
     wait_http_ok(f"{penv.api_url}/health", 180, proc)
     return time.monotonic() - started
 

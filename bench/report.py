@@ -9,12 +9,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .containment import Series
+from .exposure import ExposureSeries
+from .idle import IdleResult, per_day
 from .overhead import Overhead
-from .stats import fmt_mib, fmt_seconds, ratio, render_table, summarize
+from .stats import fmt_mib, fmt_seconds, ratio, render_table, summarize, uniform_wait_plus
 from .sweep import SweepRun
 
 CONTAINMENT_TARGET = 2.0  # seconds, median from the run request
-SWEEP_TARGET = 1.5  # x the lower bound, 1,000 entries
+SWEEP_TARGET = 1.5  # x the bound set by Microsoft's limits, 1,000 entries
+EXPOSURE_TARGET = (30.0, 60.0)  # median, p95 seconds at the default interval
+IDLE_CPU_TARGET = 0.01  # share of one core
 
 
 @dataclass
@@ -62,6 +66,11 @@ class Results:
     containment: list[Series] = field(default_factory=list)
     sweeps: list[SweepRun] = field(default_factory=list)
     overhead: Overhead | None = None
+    exposure: list[ExposureSeries] = field(default_factory=list)
+    idle: list[IdleResult] = field(default_factory=list)
+    automation: list[float] = field(default_factory=list)  # event posted -> run created, s
+    sweep_baseline: list[SweepRun] = field(default_factory=list)  # --baseline: the code before
+    baseline_note: str = ""
     started_at: str = ""
     duration: float = 0.0
     server_start: float = 0.0
@@ -137,20 +146,20 @@ def sweep_table(runs: Sequence[SweepRun]) -> str:
     for (n, t), by in grouped(runs).items():
         p = by.get("prefect")
         b = by.get("bare")
-        u = by.get("prefect-unthrottled")
         rows.append(
             [
                 f"{n:,}",
                 str(t),
                 fmt_seconds(p.wall if p else None),
+                fmt_seconds(p.api_phase if p else None),
                 fmt_seconds(p.bound.seconds if p else None),
                 f"{ratio(p.wall, p.bound.seconds):.2f}" if p else "-",
-                fmt_seconds(u.wall if u else None),
-                fmt_seconds(u.bound.seconds if u else None),
-                f"{ratio(u.wall, u.bound.seconds):.2f}" if u else "-",
+                f"{ratio(p.api_phase, p.bound.seconds):.2f}" if p else "-",
+                p.bound.binding if p else "-",
+                f"{p.profile.graph_rate:.0f}" if p else "-",
+                str(p.block_loads) if p and p.block_loads is not None else "-",
                 fmt_seconds(b.wall if b else None),
                 f"{p.calls_per_entry:.2f}" if p else "-",
-                f"{b.calls_per_entry:.2f}" if b else "-",
                 fmt_mib(p.maxrss_kib if p else None),
                 fmt_mib(b.maxrss_kib if b else None),
             ]
@@ -160,14 +169,15 @@ def sweep_table(runs: Sequence[SweepRun]) -> str:
             "N",
             "tenants",
             "sweep s",
-            "bound s",
+            "API phase s",
+            "Microsoft bound s",
             "x bound",
-            "no-bucket sweep s",
-            "no-bucket bound s",
-            "x no-bucket bound",
+            "x bound, API phase",
+            "binding limit",
+            "lookups/s",
+            "block loads",
             "bare script s",
-            "calls/entry sweep",
-            "calls/entry bare",
+            "calls/entry",
             "peak MiB sweep",
             "peak MiB bare",
         ],
@@ -178,7 +188,7 @@ def sweep_table(runs: Sequence[SweepRun]) -> str:
 def profile_table(runs: Sequence[SweepRun]) -> str:
     rows = []
     for (n, t), by in grouped(runs).items():
-        for variant in ("prefect", "prefect-unthrottled", "bare"):
+        for variant in ("prefect", "bare"):
             r = by.get(variant)
             if r is None:
                 continue
@@ -193,7 +203,6 @@ def profile_table(runs: Sequence[SweepRun]) -> str:
                     fmt_seconds(r.profile.resolving),
                     fmt_seconds(r.profile.after_last_call),
                     f"{r.profile.graph_rate:.1f}",
-                    r.bound.binding if variant != "bare" else "one at a time",
                 ]
             )
     return render_table(
@@ -207,10 +216,214 @@ def profile_table(runs: Sequence[SweepRun]) -> str:
             "resolving s",
             "after last call s",
             "lookups/s",
-            "binding limit",
         ],
         rows,
     )
+
+
+def before_after_table(before: Sequence[SweepRun], after: Sequence[SweepRun]) -> str:
+    """The sweep with the previous code (``--baseline``) next to the current one."""
+    old, new = grouped(before), grouped(after)
+    rows = []
+    for key in [k for k in new if k in old]:
+        b, a = old[key].get("prefect"), new[key].get("prefect")
+        if b is None or a is None:
+            continue
+        rows.append(
+            [
+                f"{key[0]:,}",
+                str(key[1]),
+                f"{fmt_seconds(b.wall)} → {fmt_seconds(a.wall)}",
+                f"{fmt_seconds(b.profile.listing)} → {fmt_seconds(a.profile.listing)}",
+                f"{fmt_seconds(b.profile.resolving)} → {fmt_seconds(a.profile.resolving)}",
+                f"{b.profile.graph_rate:.0f} → {a.profile.graph_rate:.0f}",
+                f"{b.block_loads} → {a.block_loads}",
+                f"{fmt_seconds(b.profile.before_first_call)} → "
+                f"{fmt_seconds(a.profile.before_first_call)}",
+            ]
+        )
+    return render_table(
+        [
+            "N",
+            "tenants",
+            "sweep s",
+            "1st call to last page s",
+            "resolving s",
+            "lookups/s",
+            "block loads",
+            "before 1st call s",
+        ],
+        rows,
+    )
+
+
+def exposure_table(series: Sequence[ExposureSeries]) -> str:
+    rows = []
+    for s in series:
+        if not s.samples:
+            continue
+        runs = summarize(s.values)
+
+        def med(attr: str, s: ExposureSeries = s) -> float | None:
+            vals = [getattr(x, attr) for x in s.samples if getattr(x, attr) is not None]
+            return summarize(vals).median if vals else None
+
+        if s.route == "sweep":
+            median = uniform_wait_plus(s.values, s.interval, 50)
+            p95 = uniform_wait_plus(s.values, s.interval, 95)
+            label = f"15-minute sweep (computed: wait + run, {runs.n} runs)"
+            lo, hi = runs.minimum, s.interval + runs.maximum
+        else:
+            median, p95 = runs.median, runs.p95
+            label = f"watcher, every {s.interval:g} s ({runs.n} events)"
+            lo, hi = runs.minimum, runs.maximum
+        met = median <= EXPOSURE_TARGET[0] and p95 <= EXPOSURE_TARGET[1]
+        rows.append(
+            [
+                label,
+                str(s.tenants),
+                fmt_seconds(median, 1),
+                fmt_seconds(p95, 1),
+                fmt_seconds(lo, 1),
+                fmt_seconds(hi, 1),
+                fmt_seconds(med("detected"), 1),
+                fmt_seconds(med("run_created"), 1),
+                fmt_seconds(med("running"), 1),
+                fmt_seconds(runs.median, 1) if s.route == "sweep" else "-",
+                "yes" if met else "no",
+            ]
+        )
+    return render_table(
+        [
+            "route",
+            "tenants",
+            "median s",
+            "p95 s",
+            "min s",
+            "max s",
+            "found s",
+            "run created s",
+            "run Running s",
+            "sweep run s",
+            "≤ 30 s median, ≤ 60 s p95",
+        ],
+        rows,
+    )
+
+
+def routes_lines(res: Results) -> list[str]:
+    """The two routes from a detection to the unblock-user run, side by side."""
+    direct = [
+        s.run_created - s.detected
+        for series in res.exposure
+        if series.route == "watcher"
+        for s in series.samples
+        if s.run_created is not None and s.detected is not None
+    ]
+    if not direct and not res.automation:
+        return []
+    rows = []
+    if direct:
+        d = summarize(direct)
+        rows.append(
+            [
+                "watcher starts the run (the product): check that found it → run created",
+                str(d.n),
+                fmt_seconds(d.median),
+                fmt_seconds(d.p95),
+            ]
+        )
+    if res.automation:
+        a = summarize(res.automation)
+        rows.append(
+            [
+                "Automation on the event (measured alone): event posted → run created",
+                str(a.n),
+                fmt_seconds(a.median),
+                fmt_seconds(a.p95),
+            ]
+        )
+    return ["", render_table(["route to the run", "n", "median s", "p95 s"], rows)]
+
+
+def _mib(kib: float) -> str:
+    return f"{kib / 1024:.0f}"
+
+
+def idle_table(results: Sequence[IdleResult]) -> str:
+    rows = []
+    for r in results:
+        rows.append(
+            [
+                r.phase,
+                str(r.tenants),
+                f"{r.interval:g}",
+                f"{r.window / 60:.1f}",
+                f"{r.calls_per_tenant_hour:.0f}",
+                f"{r.token_calls / r.tenants / (r.window / 3600):.1f}",
+                f"{r.cpu_share * 100:.2f}",
+                f"{r.server_cpu_seconds / r.window * 100:.2f}",
+                f"{_mib(r.rss_kib[0])} → {_mib(r.rss_kib[-1])}" if r.rss_kib else "-",
+                _mib(r.hwm_kib),
+                f"{r.rows.get('task_run', 0)} / {r.rows.get('log', 0)} / {r.rows.get('events', 0)}",
+                fmt_seconds(r.stop_seconds, 1),
+                "yes" if r.cpu_share < IDLE_CPU_TARGET else "no",
+            ]
+        )
+    return render_table(
+        [
+            "phase",
+            "tenants",
+            "interval s",
+            "window min",
+            "Exchange calls /tenant/h",
+            "token calls /tenant/h",
+            "CPU % of a core",
+            "server CPU %",
+            "RSS MiB",
+            "peak MiB",
+            "task runs / log rows / events added",
+            "SIGTERM to exit s",
+            "< 1 % of a core",
+        ],
+        rows,
+    )
+
+
+def db_growth_table(results: Sequence[IdleResult]) -> str:
+    """Rows per day at the defaults, and their size on disk (bytes per row of each table, its
+    indexes included, measured in the benchmark's database)."""
+    rows = []
+    for r in results:
+        day = per_day(r)
+        kib = sum(day.get(t, 0.0) * r.row_bytes.get(t, 0.0) for t in r.row_bytes) / 1024
+        rows.append(
+            [
+                r.phase,
+                str(r.tenants),
+                f"{day.get('task_run', 0.0):.0f}",
+                f"{day.get('flow_run_state', 0.0):.0f}",
+                f"{day.get('log', 0.0):.0f}",
+                f"{day.get('events', 0.0):.0f}",
+                f"{day.get('event_resources', 0.0):.0f}",
+                f"{kib:.0f}" if r.row_bytes else "-",
+            ]
+        )
+    sizes = next((r.row_bytes for r in results if r.row_bytes), {})
+    note = ", ".join(f"{t} {b:.0f}" for t, b in sizes.items())
+    return render_table(
+        [
+            "measured in",
+            "tenants",
+            "task runs /day",
+            "run states /day",
+            "log rows /day",
+            "events /day",
+            "event resource rows /day",
+            "≈ KiB /day",
+        ],
+        rows,
+    ) + (f"\n\nBytes per row on disk, indexes included: {note}." if note else "")
 
 
 def overhead_table(o: Overhead) -> str:
@@ -264,6 +477,13 @@ def text_report(res: Results) -> str:
     if res.sweeps:
         parts += ["Sweep (first sweep of the tenants: list + resolve every entry)", ""]
         parts += [sweep_table(res.sweeps), "", profile_table(res.sweeps), ""]
+        if res.sweep_baseline:
+            parts += ["Before -> after", "", before_after_table(res.sweep_baseline, res.sweeps), ""]
+    if res.exposure:
+        parts += ["Exposure (restricted -> reset and revocation answered)", ""]
+        parts += [exposure_table(res.exposure), *routes_lines(res), ""]
+    if res.idle:
+        parts += ["Idle watcher", "", idle_table(res.idle), "", db_growth_table(res.idle), ""]
     if res.overhead:
         parts += ["Prefect overhead", "", overhead_table(res.overhead), ""]
     return "\n".join(parts)
@@ -280,7 +500,6 @@ def plot_sweep(runs: Sequence[SweepRun], path: Path) -> None:
     fig, axes = plt.subplots(1, len(tenant_counts), figsize=(9, 3.6), sharey=True, squeeze=False)
     styles = {
         "prefect": ("restricted-sweep (defaults)", "o-"),
-        "prefect-unthrottled": ("restricted-sweep, no Graph bucket", "s-"),
         "bare": ("bare sequential script", "^--"),
     }
     for ax, tenants in zip(axes[0], tenant_counts, strict=True):
@@ -293,10 +512,7 @@ def plot_sweep(runs: Sequence[SweepRun], path: Path) -> None:
             ]
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=label)
-        for variant, style, label in (
-            ("prefect", ":", "lower bound (defaults)"),
-            ("prefect-unthrottled", "-.", "lower bound (no bucket)"),
-        ):
+        for variant, style, label in (("prefect", ":", "bound set by Microsoft's limits"),):
             pts = [
                 (n, groups[(n, tenants)][variant].bound.seconds)
                 for n in keys
@@ -314,6 +530,34 @@ def plot_sweep(runs: Sequence[SweepRun], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
+
+
+def load_sweeps(path: Path) -> list[SweepRun]:
+    """The sweep runs of an earlier ``--out`` results.json (e.g. the code before a change)."""
+    import json
+
+    from .stats import ApiBound
+    from .sweep import Profile
+    from .tenants import SweepCase
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    runs = []
+    for r in data.get("sweeps", []):
+        runs.append(
+            SweepRun(
+                case=SweepCase(**r["case"]),
+                variant=r["variant"],
+                wall=r["wall"],
+                process_wall=r["process_wall"],
+                calls=r["calls"],
+                maxrss_kib=r["maxrss_kib"],
+                bound=ApiBound(**r["bound"]),
+                profile=Profile(**r["profile"]),
+                endpoints=r.get("endpoints", {}),
+                block_loads=r.get("block_loads"),
+            )
+        )
+    return runs
 
 
 def _header(res: Results) -> list[str]:
@@ -343,25 +587,59 @@ def generated_parts(res: Results) -> dict[str, str]:
             ]
         )
     if res.sweeps:
-        parts["sweep"] = "\n".join(
+        block = [
+            *_header(res),
+            "First sweep of the tenants (every entry is listed and resolved), `policy: report`, "
+            "`dry_run: true`, the sweep's defaults. N is the total, spread evenly over the "
+            "tenants (each tenant has as many directory users as entries). *sweep*: the "
+            "`restricted-sweep` flow called in a fresh process (median of 3 runs for N < 1,000, "
+            "else 1 run); wall time is the flow call, without process start-up. *API phase*: its "
+            "first to its last request. *Microsoft bound*: see *Bound set by Microsoft's limits* "
+            "below. *block loads*: `prefect.block.m365-tenant.loaded` events of the run (one per "
+            "block read). Peak memory is the process's VmHWM.",
+            "",
+            sweep_table(res.sweeps),
+            "",
+            "Where the time goes (emulator log of the run shown above):",
+            "",
+            profile_table(res.sweeps),
+            "",
+            "![sweep time against N](benchmarks-sweep.png)",
+        ]
+        if res.sweep_baseline:
+            block += [
+                "",
+                f"Before → after ({res.baseline_note}), same machine, back to back:",
+                "",
+                before_after_table(res.sweep_baseline, res.sweeps),
+            ]
+        parts["sweep"] = "\n".join(block)
+    if res.exposure:
+        parts["exposure"] = "\n".join(
             [
                 *_header(res),
-                "First sweep of the tenants (every entry is listed and resolved), `policy: "
-                "report`, `dry_run: true`. N is the total, spread evenly over the tenants. "
-                "*sweep*: the `restricted-sweep` flow with its defaults (median of 3 runs for "
-                "N < 1,000, else 1 run); *no-bucket*: the same with "
-                "`graph_requests_per_second: 1000` (the project's own Graph bucket lifted; "
-                "Microsoft's one-Exchange-request-per-tenant and the 8 resolve threads kept). "
-                "Wall time is the flow call (the script's loop), without process start-up; peak "
-                "memory is the process's VmHWM. Bounds: see *Lower bound* below.",
+                "From the moment the emulator lists a new entry until it has answered both the "
+                "password reset and the session revocation of that account. *found*: the first "
+                "check of the tenant after the restriction; *run created* / *run Running*: the "
+                "unblock-user run's creation and Running state (server clock); medians. The sweep "
+                "rows are computed: a uniform wait for the next quarter hour (0-900 s) plus the "
+                "measured *sweep run* (the sweep's run created through the served deployment → "
+                "reset and revocation answered).",
                 "",
-                sweep_table(res.sweeps),
+                exposure_table(res.exposure),
+                *routes_lines(res),
+            ]
+        )
+    if res.idle:
+        parts["idle"] = "\n".join(
+            [
+                *_header(res),
+                idle_table(res.idle),
                 "",
-                "Where the time goes (emulator log of the run shown above):",
+                "Database growth per day of idle watching, at the defaults (the sped-up phase "
+                "scaled back: heartbeats x 30/180, summary lines x 1/60):",
                 "",
-                profile_table(res.sweeps),
-                "",
-                "![sweep time against N](benchmarks-sweep.png)",
+                db_growth_table(res.idle),
             ]
         )
     if res.overhead:

@@ -45,14 +45,19 @@ def summarize(values: Sequence[float]) -> Summary:
     )
 
 
-@dataclass(frozen=True)
-class SweepLimits:
-    """The concurrency the sweep is allowed (its ``SweepRequest`` settings)."""
+# Microsoft Graph's identity and access (directory) quotas, per app and tenant by tenant size, and
+# per app across all tenants; a user lookup with $select costs 1 resource unit
+# (https://learn.microsoft.com/graph/throttling-limits, "Identity and access service limits").
+GRAPH_SMALL, GRAPH_MEDIUM, GRAPH_LARGE = 3500 / 10, 5000 / 10, 8000 / 10  # per app and tenant
+GRAPH_APP_RATE = 150_000 / 20  # per app across all tenants
 
-    exchange_per_tenant: int = 1  # exchange_concurrency_per_tenant
-    graph_workers_per_tenant: int = 8  # resolve_workers
-    graph_rate: float | None = 25.0  # graph_requests_per_second, all tenants; None = no bucket
-    graph_burst: int = 25  # graph_burst: requests the bucket lets through at once
+
+def graph_tenant_rate(users: int) -> float:
+    """Sustained Graph directory requests per second Microsoft allows one app in one tenant:
+    S under 50 users, M 50-500, L above 500."""
+    if users < 50:
+        return GRAPH_SMALL
+    return GRAPH_MEDIUM if users <= 500 else GRAPH_LARGE
 
 
 @dataclass(frozen=True)
@@ -61,53 +66,71 @@ class TenantCalls:
 
     exchange: int  # OIDC discovery + tokens + Get-BlockedSenderAddress pages
     graph: int  # /users lookups
+    users: int = 0  # directory size: sets the tenant's Graph quota
 
 
 @dataclass(frozen=True)
-class LowerBound:
+class ApiBound:
+    """The fastest a sweep could be under Microsoft's limits alone, at the injected latency."""
+
     seconds: float
-    exchange_chain: float  # longest per-tenant sequential chain
-    graph_concurrency: float  # longest per-tenant Graph share at the allowed thread count
-    graph_rate: float  # all Graph calls at the bucket's rate (0 without a bucket)
+    exchange_chain: float  # longest per-tenant chain: auth, then pages one after the other
+    graph_tenant: float  # longest per-tenant share of lookups at the tenant's Graph quota
+    graph_app: float  # every lookup at the per-app quota across tenants
 
     @property
     def binding(self) -> str:
-        """Which limit sets the bound."""
         parts = {
             "exchange chain": self.exchange_chain,
-            "graph concurrency": self.graph_concurrency,
-            "graph rate": self.graph_rate,
+            "graph quota per tenant": self.graph_tenant,
+            "graph quota per app": self.graph_app,
         }
         return max(parts, key=lambda k: parts[k])
 
 
-def lower_bound(tenants: Sequence[TenantCalls], latency: float, limits: SweepLimits) -> LowerBound:
-    """calls x latency / allowed concurrency, per limit; the sweep is no faster than the worst.
+def api_bound(tenants: Sequence[TenantCalls], latency: float) -> ApiBound:
+    """The sweep is no faster than the slowest of Microsoft's limits.
 
-    - Exchange: a tenant's pages follow ``@odata.nextLink`` one after the other, at most
-      ``exchange_per_tenant`` requests per tenant at once; tenants are independent.
-    - Graph: ``graph_workers_per_tenant`` lookups at once per tenant, and at most ``graph_rate``
-      requests per second for the whole sweep after a burst of ``graph_burst``.
-
-    Each limit alone bounds the run from below; pipelining could overlap them, so the bound is
-    their maximum (not their sum).
+    - Exchange: a tenant's list is paged by ``@odata.nextLink``, so its pages (after discovery
+      and the tokens) come one after the other; the last page's lookups need one more round
+      trip. Tenants are independent.
+    - Graph: no concurrency cap is published for directory reads, only quotas: each tenant's
+      lookups at its per-tenant rate, all lookups at the per-app rate (sustained rates; the
+      10-20 s windows would even allow a burst).
     """
     if latency < 0:
         raise ValueError("latency must be >= 0")
-    exchange = max((t.exchange * latency / limits.exchange_per_tenant for t in tenants), default=0)
-    graph_conc = max(
-        (t.graph * latency / limits.graph_workers_per_tenant for t in tenants), default=0
-    )
-    total_graph = sum(t.graph for t in tenants)
-    graph_rate = (
-        max(0, total_graph - limits.graph_burst) / limits.graph_rate if limits.graph_rate else 0.0
-    )
-    return LowerBound(
-        seconds=max(exchange, graph_conc, graph_rate),
+    exchange = max(((t.exchange + (1 if t.graph else 0)) * latency for t in tenants), default=0.0)
+    graph_tenant = max((t.graph / graph_tenant_rate(t.users) for t in tenants), default=0.0)
+    graph_app = sum(t.graph for t in tenants) / GRAPH_APP_RATE
+    return ApiBound(
+        seconds=max(exchange, graph_tenant, graph_app),
         exchange_chain=exchange,
-        graph_concurrency=graph_conc,
-        graph_rate=graph_rate,
+        graph_tenant=graph_tenant,
+        graph_app=graph_app,
     )
+
+
+def uniform_wait_plus(samples: Sequence[float], period: float, q: float) -> float:
+    """The ``q``-th percentile of W + T, W uniform over [0, period) (the wait for the next
+    scheduled run) and T drawn from ``samples`` (the run's own time), independent."""
+    if not samples:
+        raise ValueError("no samples")
+    if period <= 0:
+        return percentile(samples, q)
+    target = q / 100
+
+    def cdf(x: float) -> float:
+        return sum(min(1.0, max(0.0, (x - t) / period)) for t in samples) / len(samples)
+
+    lo, hi = min(samples), max(samples) + period
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if cdf(mid) < target:
+            lo = mid
+        else:
+            hi = mid
+    return hi
 
 
 def ratio(value: float, reference: float) -> float:

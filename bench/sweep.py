@@ -1,7 +1,9 @@
-"""Part 2: the restricted-sweep flow against a bare sequential script and the lower bound."""
+"""Part 2: the restricted-sweep flow against a bare sequential script and the bound set by
+Microsoft's limits (``stats.api_bound``)."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,25 +13,12 @@ from emulator import Emulator
 from emulator.recording import RecordedRequest
 
 from .infra import PrefectEnv, Processes, log, run_child
-from .stats import LowerBound, SweepLimits, TenantCalls, lower_bound
+from .stats import ApiBound, TenantCalls, api_bound
 from .tenants import SweepCase, config_payload
 
-# The sweep's defaults (playbook.sweep.SweepRequest); "unthrottled" lifts only the project's own
-# Graph token bucket, keeping Microsoft's per-tenant Exchange cap and the thread count.
+# The sweep runs with the defaults of the code it runs (SweepRequest, TENANT_WORKERS).
 DEFAULT_SETTINGS: dict[str, Any] = {}
-UNTHROTTLED_SETTINGS: dict[str, Any] = {"graph_requests_per_second": 1000.0, "graph_burst": 1000}
-
-
-def limits_for(settings: dict[str, Any]) -> SweepLimits:
-    from playbook.sweep import SweepRequest
-
-    req = SweepRequest.model_validate(settings)
-    return SweepLimits(
-        exchange_per_tenant=req.exchange_concurrency_per_tenant,
-        graph_workers_per_tenant=req.resolve_workers,
-        graph_rate=req.graph_requests_per_second,
-        graph_burst=req.graph_burst,
-    )
+BLOCK_LOADED = "prefect.block.m365-tenant.loaded"
 
 
 @dataclass
@@ -46,14 +35,20 @@ class Profile:
 @dataclass
 class SweepRun:
     case: SweepCase
-    variant: str  # "prefect" | "prefect-unthrottled" | "bare"
+    variant: str  # "prefect" | "bare"
     wall: float  # flow call (or script loop) start -> end
     process_wall: float  # process start -> exit, incl. imports
     calls: int
     maxrss_kib: int
-    bound: LowerBound
+    bound: ApiBound
     profile: Profile
     endpoints: dict[str, int] = field(default_factory=dict)
+    block_loads: int | None = None  # M365Tenant blocks loaded by the run (events), flow only
+
+    @property
+    def api_phase(self) -> float:
+        """First request to last request of the run."""
+        return self.wall - self.profile.before_first_call - self.profile.after_last_call
 
     @property
     def calls_per_entry(self) -> float:
@@ -64,7 +59,9 @@ def _window(emu: Emulator, t0: float, t1: float) -> list[RecordedRequest]:
     return [r for r in emu.requests if t0 <= r.monotonic <= t1]
 
 
-def tenant_calls(records: list[RecordedRequest], tenants: list[str]) -> list[TenantCalls]:
+def tenant_calls(
+    records: list[RecordedRequest], tenants: list[str], users: list[int] | None = None
+) -> list[TenantCalls]:
     """Per tenant: sequential calls (discovery, tokens, Exchange) and Graph lookups."""
     seq: Counter[str] = Counter()
     graph: Counter[str] = Counter()
@@ -77,7 +74,11 @@ def tenant_calls(records: list[RecordedRequest], tenants: list[str]) -> list[Ten
         else:
             unattributed += 1  # OIDC discovery carries no tenant: one per MSAL app
     share = unattributed / max(1, len(tenants))
-    return [TenantCalls(exchange=round(seq[t] + share), graph=graph[t]) for t in tenants]
+    sizes = users or [0] * len(tenants)
+    return [
+        TenantCalls(exchange=round(seq[t] + share), graph=graph[t], users=n)
+        for t, n in zip(tenants, sizes, strict=True)
+    ]
 
 
 def _profile(records: list[RecordedRequest], t0: float, t1: float) -> Profile:
@@ -96,6 +97,27 @@ def _profile(records: list[RecordedRequest], t0: float, t1: float) -> Profile:
     )
 
 
+def _block_loads(t0_wall: str, t1_wall: str) -> int | None:
+    """``prefect.block.m365-tenant.loaded`` events the server stored for the run's window."""
+    from datetime import datetime, timedelta
+
+    from prefect.client.orchestration import get_client
+
+    since = datetime.fromisoformat(t0_wall) - timedelta(seconds=0.5)
+    until = datetime.fromisoformat(t1_wall) + timedelta(seconds=0.5)
+    body = {
+        "filter": {
+            "event": {"name": [BLOCK_LOADED]},
+            "occurred": {"since": since.isoformat(), "until": until.isoformat()},
+        },
+        "limit": 50,
+    }
+    time.sleep(6)  # the server's event persister writes in batches every few seconds
+    with get_client(sync_client=True) as client:
+        page = client.request("POST", "/events/filter", json=body).json()
+    return int(page.get("total", len(page.get("events", []))))
+
+
 def run_case(
     emu: Emulator,
     procs: Processes,
@@ -111,24 +133,16 @@ def run_case(
     if variant == "bare":
         spec: dict[str, Any] = {"configs": [config_payload(emu.tenant_config(n)) for n in names]}
         child = run_child(procs, "bare-sweep", spec, penv.environ(), logs, timeout=timeout, tag=tag)
-        settings: dict[str, Any] = {"exchange_concurrency_per_tenant": 1, "resolve_workers": 1}
-        limits = SweepLimits(exchange_per_tenant=1, graph_workers_per_tenant=1, graph_rate=None)
     else:
-        settings = UNTHROTTLED_SETTINGS if variant == "prefect-unthrottled" else DEFAULT_SETTINGS
-        spec = {"tenants": names, "settings": settings}
+        spec = {"tenants": names, "settings": DEFAULT_SETTINGS}
         child = run_child(
             procs, "prefect-sweep", spec, penv.environ(), logs, timeout=timeout, tag=tag
         )
         if child.result.get("state") != "COMPLETED":
             log(f"sweep {tag}: flow ended {child.result.get('state')} (see {tag}.log)")
-        limits = limits_for(settings)
     t0, t1 = float(str(child.result["t0"])), float(str(child.result["t1"]))
     records = _window(emu, t0, t1)
-    per_tenant = tenant_calls(records, names)
-    if variant == "bare":
-        # One call at a time over every tenant: the bare script's own bound is the plain sum.
-        total = sum(t.exchange + t.graph for t in per_tenant)
-        per_tenant = [TenantCalls(exchange=total, graph=0)]
+    per_tenant = tenant_calls(records, names, case.per_tenant())
     run = SweepRun(
         case=case,
         variant=variant,
@@ -136,13 +150,19 @@ def run_case(
         process_wall=child.wall,
         calls=len(records),
         maxrss_kib=child.maxrss_kib,
-        bound=lower_bound(per_tenant, latency, limits),
+        bound=api_bound(per_tenant, latency),
         profile=_profile(records, t0, t1),
         endpoints=dict(Counter(r.endpoint for r in records)),
+        block_loads=(
+            _block_loads(str(child.result["t0_wall"]), str(child.result["t1_wall"]))
+            if variant != "bare"
+            else None
+        ),
     )
     log(
-        f"sweep {case.label} {variant}: {run.wall:.2f} s, {run.calls} calls, "
-        f"bound {run.bound.seconds:.2f} s ({run.bound.binding}), "
+        f"sweep {case.label} {variant}: {run.wall:.2f} s (API phase {run.api_phase:.2f} s), "
+        f"{run.calls} calls, bound {run.bound.seconds:.2f} s ({run.bound.binding}), "
+        f"{run.profile.graph_rate:.0f} lookups/s, block loads {run.block_loads}, "
         f"peak RSS {run.maxrss_kib / 1024:.0f} MiB"
     )
     return run

@@ -57,12 +57,52 @@ def _sweep_tenant(name: str, count: int) -> dict[str, Any]:
     }
 
 
-def build_seed(cases: list[SweepCase]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class WatchTenants:
+    """Tenants of the watcher's parts: ``count`` tenants, each with ``users`` accounts that can
+    be restricted (``e0@…``) and ``restricted`` entries already on the list."""
+
+    prefix: str
+    count: int
+    users: int
+    restricted: int = 0
+
+    def names(self) -> list[str]:
+        return [f"{self.prefix}{self.count}-{i}" for i in range(self.count)]
+
+    @staticmethod
+    def account(tenant: str, k: int) -> str:
+        return f"e{k}@{tenant}.onmicrosoft.com"
+
+
+def _watch_tenant(
+    name: str, users: int, restricted: int, apps: list[dict[str, Any]]
+) -> dict[str, Any]:
+    tenant = _sweep_tenant(name, restricted)
+    tenant["users"] = [{"upn": WatchTenants.account(name, k)} for k in range(users)]
+    # The demo's playbook app: what unblock-user needs (reset, revoke, roles, mailbox reads).
+    tenant["apps"] = [
+        {
+            **apps[0],
+            "client_id": str(uuid.uuid5(_NS, f"{name}/app")),
+            "client_secret": f"emulator-secret-{name}-not-real",
+        }
+    ]
+    if not restricted:
+        tenant.pop("generate_restricted")
+    return tenant
+
+
+def build_seed(cases: list[SweepCase], watch: list[WatchTenants] | None = None) -> dict[str, Any]:
     demo: dict[str, Any] = yaml.safe_load(demo_seed_path().read_text(encoding="utf-8"))
     tenants = [t for t in demo["tenants"] if t["name"] == CONTAINMENT_TENANT]
+    playbook_app = [a for a in tenants[0]["apps"] if a["name"] == "playbook"]
     for case in cases:
         for name, count in zip(case.tenant_names(), case.per_tenant(), strict=True):
             tenants.append(_sweep_tenant(name, count))
+    for group in watch or []:
+        for name in group.names():
+            tenants.append(_watch_tenant(name, group.users, group.restricted, playbook_app))
     return {"tenants": tenants}
 
 
@@ -75,8 +115,8 @@ def config_payload(config: TenantConfig) -> dict[str, Any]:
     return data
 
 
-def save_blocks(emu: Emulator, names: list[str]) -> None:
-    """One M365Tenant block per tenant, pointing at the emulator (policy: report).
+def save_blocks(emu: Emulator, names: list[str], policy: str = "report") -> None:
+    """One M365Tenant block per tenant, pointing at the emulator.
 
     Runs seal their new password to a hand-over key; the benchmark never opens one, so the
     private half is not kept."""
@@ -89,7 +129,7 @@ def save_blocks(emu: Emulator, names: list[str]) -> None:
     M365Tenant.register_type_and_schema()
     for name in names:
         M365Tenant.from_config(
-            emu.tenant_config(name), policy="report", handover_public_key=handover_key
+            emu.tenant_config(name), policy=policy, handover_public_key=handover_key
         ).save(name, overwrite=True)
 
 

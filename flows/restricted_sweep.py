@@ -26,6 +26,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from playbook.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit, TokenBucket
 from playbook.sweep import (
     SUMMARY_ARTIFACT_KEY,
@@ -57,8 +58,8 @@ from tasks.sweep_state import load_sweep_state, save_sweep_state
 
 T = TypeVar("T")
 # Tenants swept at once. Exchange is capped per tenant and Graph by the shared bucket, so this
-# only bounds threads and memory.
-TENANT_WORKERS = 4
+# only bounds threads and memory (threads are started as tenants need them).
+TENANT_WORKERS = 16
 DEFAULT_SWEEP = SweepRequest()  # frozen: safe as a shared default
 
 
@@ -97,10 +98,11 @@ def restricted_sweep(sweep: SweepRequest = DEFAULT_SWEEP) -> SweepReport | State
     logger.info("Sweeping %d tenant(s)%s", total, " (dry run)" if request.dry_run else "")
     graph_bucket = TokenBucket(request.graph_requests_per_second, request.graph_burst)
     exchange_limit = KeyedConcurrencyLimit(request.exchange_concurrency_per_tenant)
+    profiles = ProfileClients()  # each tenant's block is read once, by list_restricted_entries
 
     # 1-2. Previous state and current list, all tenants at once.
     loading = {t: load_sweep_state.submit(t) for t in tenants}
-    listing = {t: list_restricted_entries.submit(t, exchange_limit) for t in tenants}
+    listing = {t: list_restricted_entries.submit(t, exchange_limit, profiles) for t in tenants}
 
     # 3. Verdicts. A tenant whose state or listing failed gets none and keeps its state.
     reports: dict[str, TenantReport] = {}
@@ -147,7 +149,7 @@ def restricted_sweep(sweep: SweepRequest = DEFAULT_SWEEP) -> SweepReport | State
 
     # 4. Directory users, only for entries not resolved by an earlier sweep.
     resolving = {
-        t: resolve_entries.submit(t, todo, graph_bucket, request.resolve_workers)
+        t: resolve_entries.submit(t, todo, graph_bucket, request.resolve_workers, profiles)
         for t, d in diffs.items()
         if (todo := addresses_to_resolve(d))
     }

@@ -1,9 +1,12 @@
 """Single-machine mode: register the blocks and serve the playbook deployments from this process.
 
-``python -m flows.serve`` serves unblock-user and verify-unblock, plus restricted-sweep and
-check-tenant when their modules are present. ``--only NAME ...`` limits what is served. Flow runs
-execute as subprocesses of this process; stop it with one SIGTERM/Ctrl-C (Prefect then pauses the
-served deployments' schedules until they are served again).
+``python -m flows.serve`` serves unblock-user and verify-unblock, plus restricted-sweep,
+check-tenant and watch-restricted when their modules are present. ``--only NAME ...`` limits what
+is served. Flow runs execute as subprocesses of this process; stop it with one SIGTERM/Ctrl-C
+(Prefect then pauses the served deployments' schedules until they are served again).
+
+The watcher (watch-restricted) is long-lived: serving it starts one run of it (one more
+process than ``--limit``), and its deployment's concurrency limit keeps it at one.
 
 The tenant field of unblock-user and check-tenant offers the M365 Tenant profiles saved when this
 process starts (see flows.deploy); after adding a profile, serve again or run
@@ -15,11 +18,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_client, serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.utilities.callables import ParameterSchema
 
 from flows.deploy import TENANT_FIELDS, choice_note, tenant_profiles, with_tenant_choices
@@ -36,6 +41,8 @@ class Served:
     cron: str | None = None
     tags: tuple[str, ...] = ("unblock-email",)
     options: dict[str, Any] = field(default_factory=dict)
+    # Long-lived: the module's function of this name queues one run when serving begins.
+    start: str | None = None
 
 
 SERVED: tuple[Served, ...] = (
@@ -45,7 +52,22 @@ SERVED: tuple[Served, ...] = (
     Served("verify-unblock", "flows.verify_unblock", "verify_unblock", tags=("unblock-email",)),
     Served("restricted-sweep", "flows.restricted_sweep", "restricted_sweep", cron="*/15 * * * *"),
     Served("check-tenant", "flows.check_tenant", "check_tenant"),
+    Served(
+        "watch-restricted",
+        "flows.watch_restricted",
+        "watch_restricted",
+        tags=("unblock-email", "watch"),
+        options={
+            "concurrency_limit": ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            )
+        },
+        start="start_watcher",
+    ),
 )
+# Prefect's runner looks for new runs every 10 s by default; a run then waits 5 s on average
+# before its process even starts. One small API query per second is cheap.
+DEFAULT_POLL_SECONDS = 1.0
 
 
 def available(only: Sequence[str] | None = None) -> list[Served]:
@@ -80,15 +102,35 @@ def deployments(entries: Sequence[Served], profiles: Sequence[str] = ()) -> list
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m flows.serve", description=__doc__)
     parser.add_argument("--only", nargs="*", help="deployment names to serve (default: all)")
-    parser.add_argument("--limit", type=int, default=4, help="concurrent flow runs")
+    parser.add_argument(
+        "--limit", type=int, default=4, help="concurrent flow runs (besides the watcher)"
+    )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=None,
+        help="how often the runner looks for new runs (default: PREFECT_RUNNER_POLL_FREQUENCY "
+        f"if set, else {DEFAULT_POLL_SECONDS:g})",
+    )
     args = parser.parse_args(argv)
+    poll = args.poll_seconds
+    if poll is None and "PREFECT_RUNNER_POLL_FREQUENCY" not in os.environ:
+        poll = DEFAULT_POLL_SECONDS
     register_blocks()
     entries = available(args.only)
     with get_client(sync_client=True) as client:
         profiles = tenant_profiles(client)
     print("serving:", ", ".join(e.name for e in entries), flush=True)
     print(choice_note(profiles), flush=True)
-    serve(*deployments(entries, profiles), limit=args.limit)
+    served = deployments(entries, profiles)
+    for entry, deployment in zip(entries, served, strict=True):
+        if entry.start:
+            deployment.apply()  # serve() applies it again; the run needs it now
+            start = getattr(importlib.import_module(entry.module), entry.start)
+            run_id = start(f"{deployment.flow_name}/{deployment.name}")
+            print(f"queued {entry.name}: run {run_id}", flush=True)
+    limit = args.limit + sum(1 for e in entries if e.start)
+    serve(*served, limit=limit, query_seconds=poll)
 
 
 if __name__ == "__main__":

@@ -7,21 +7,25 @@ from datetime import UTC, datetime
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from playbook.clients import clients_for, load_tenant
+from playbook.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit
 from playbook.sweep import TenantListing
 
 
 @task(name="list_restricted_entries", cache_policy=NO_CACHE)
-def list_restricted_entries(tenant: str, exchange_limit: KeyedConcurrencyLimit) -> TenantListing:
+def list_restricted_entries(
+    tenant: str, exchange_limit: KeyedConcurrencyLimit, profiles: ProfileClients
+) -> TenantListing:
     """Every entry of the tenant's Restricted users list, with its parsed reason.
 
     Holds one of the tenant's Exchange slots while paging (keyed by tenant id, so two profiles
-    of one tenant share the cap). Raises ``m365.errors.M365Error`` or ``UnknownTenantProfile``.
+    of one tenant share the cap). The profile's block is read here, once for the whole sweep
+    (``profiles`` keeps it for ``resolve_entries``). Raises ``m365.errors.M365Error`` or
+    ``UnknownTenantProfile``.
     """
     logger = get_run_logger()
-    profile = load_tenant(tenant)
-    exchange = clients_for(tenant).exchange
+    loaded = profiles.load(tenant)
+    profile, exchange = loaded.profile, loaded.clients.exchange
     logger.info("Listing restricted users of %s", tenant)
     with exchange_limit.slot(profile.tenant_id.lower()):
         entries = exchange.get_blocked_senders()

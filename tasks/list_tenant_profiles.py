@@ -8,23 +8,15 @@ from prefect.client.orchestration import get_client
 
 from playbook.blocks import M365Tenant
 
-_PAGE = 200
-
 
 @task(name="list_tenant_profiles", cache_policy=NO_CACHE)
 def list_tenant_profiles() -> list[str]:
     """Names of all saved ``M365Tenant`` blocks, sorted (secrets are not read here)."""
     slug = M365Tenant.get_block_type_slug()
-    names: list[str] = []
+    # One read: the server answers this endpoint with every document and ignores offset and
+    # limit, so paging by them would read the same documents forever past 200 profiles.
     with get_client(sync_client=True) as client:
-        offset = 0
-        while True:
-            page = client.read_block_documents_by_type(
-                block_type_slug=slug, offset=offset, limit=_PAGE, include_secrets=False
-            )
-            names.extend(d.name for d in page if d.name and not d.is_anonymous)
-            if len(page) < _PAGE:
-                break
-            offset += _PAGE
+        documents = client.read_block_documents_by_type(block_type_slug=slug, include_secrets=False)
+    names = [d.name for d in documents if d.name and not d.is_anonymous]
     get_run_logger().info("%d tenant profile(s): %s", len(names), ", ".join(sorted(names)))
     return sorted(set(names))

@@ -18,7 +18,7 @@ from m365.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from playbook.clients import clients_for
+from playbook.profiles import ProfileClients
 from playbook.ratelimit import TokenBucket
 from playbook.sweep import ResolvedEntry, describe_failure
 
@@ -55,7 +55,11 @@ def _resolve_one(
 
 @task(name="resolve_entries", cache_policy=NO_CACHE)
 def resolve_entries(
-    tenant: str, addresses: list[str], graph_bucket: TokenBucket, workers: int
+    tenant: str,
+    addresses: list[str],
+    graph_bucket: TokenBucket,
+    workers: int,
+    profiles: ProfileClients,
 ) -> list[ResolvedEntry]:
     """The directory user behind each address ("no-user" for senders without one).
 
@@ -65,7 +69,7 @@ def resolve_entries(
     logger = get_run_logger()
     if not addresses:
         return []
-    graph = clients_for(tenant).graph
+    graph = profiles.clients(tenant).graph  # loaded by list_restricted_entries
     stop = threading.Event()
     results: list[ResolvedEntry] = []
     started = last_log = time.monotonic()

@@ -20,6 +20,24 @@ def _http_error(exc: Exception) -> str:
     return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
 
 
+def create_unblock_run(order: ContainmentOrder, tags: list[str]) -> FlowRun:
+    """Create (or find) the one unblock-user run of an entry; do not wait for it.
+
+    A plain function, shared by this step and the watcher. The server keeps one run per
+    (flow, idempotency key): a repeated order returns the run that exists. Raises
+    ``ObjectNotFound`` (no such deployment) or an HTTP error.
+    """
+    run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call: a FlowRun
+        UNBLOCK_DEPLOYMENT,
+        parameters=order.parameters,
+        timeout=0,
+        as_subflow=False,
+        idempotency_key=order.idempotency_key,
+        tags=tags,
+    )
+    return run
+
+
 @task(name="start_containment", cache_policy=NO_CACHE)
 def start_containment(
     tenant: str, orders: list[ContainmentOrder], sweep_created: datetime | None
@@ -33,14 +51,7 @@ def start_containment(
     results: list[ContainmentResult] = []
     for k, order in enumerate(orders, 1):
         try:
-            run: FlowRun = run_deployment(  # type: ignore[assignment]  # sync call: a FlowRun
-                UNBLOCK_DEPLOYMENT,
-                parameters=order.parameters,
-                timeout=0,
-                as_subflow=False,
-                idempotency_key=order.idempotency_key,
-                tags=[SWEEP_TAG, f"tenant:{tenant}"],
-            )
+            run = create_unblock_run(order, [SWEEP_TAG, f"tenant:{tenant}"])
         except ObjectNotFound:
             error = f"deployment {UNBLOCK_DEPLOYMENT} not found"
             logger.error("%s: %s; no run started", tenant, error)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+from typing import Any
 from uuid import UUID
 
 from prefect import get_run_logger, runtime, task
@@ -31,7 +33,13 @@ def load_sweep_state(tenant: str) -> LoadedState:
     An unreachable API raises (the tenant is then not swept) rather than pretending that
     nothing was stored, which would turn every entry into a false "first seen".
     """
-    logger = get_run_logger()
+    return read_sweep_state(tenant, get_run_logger())
+
+
+def read_sweep_state(
+    tenant: str, logger: logging.Logger | logging.LoggerAdapter[Any]
+) -> LoadedState:
+    """``load_sweep_state`` as a plain function (the watcher reads it without a task run)."""
     raw = Variable.get(variable_name(tenant), default=None)
     if raw is None:
         logger.info("%s: no stored state: first sweep", tenant)

@@ -1,4 +1,4 @@
-"""The benchmark's pure helpers (percentiles, the sweep's lower bound, table rendering).
+"""The benchmark's pure helpers (percentiles, the sweep's bound, table rendering).
 
 Nothing here is timed: performance is measured by ``python -m bench.run``, not by tests.
 """
@@ -9,17 +9,19 @@ import math
 
 import pytest
 
+from bench.idle import IdleResult, per_day
 from bench.run import runs_for_poll
 from bench.stats import (
-    SweepLimits,
     TenantCalls,
-    lower_bound,
+    api_bound,
+    graph_tenant_rate,
     percentile,
     ratio,
     render_table,
     summarize,
+    uniform_wait_plus,
 )
-from bench.tenants import SweepCase, pages
+from bench.tenants import SweepCase, WatchTenants, pages
 
 
 def test_percentile_interpolates_like_numpy() -> None:
@@ -46,36 +48,71 @@ def test_summary() -> None:
     assert s.p95 == pytest.approx(19.05)
 
 
-def test_lower_bound_one_tenant_is_the_graph_bucket() -> None:
-    # 1,000 lookups at 25/s after a burst of 25: 39 s; 8 threads x 50 ms would allow 6.25 s.
-    bound = lower_bound([TenantCalls(exchange=13, graph=1000)], 0.05, SweepLimits())
-    assert bound.graph_rate == pytest.approx(39.0)
-    assert bound.graph_concurrency == pytest.approx(6.25)
-    assert bound.exchange_chain == pytest.approx(0.65)
-    assert bound.seconds == pytest.approx(39.0)
-    assert bound.binding == "graph rate"
+def test_graph_quota_follows_tenant_size() -> None:
+    # 3,500 / 5,000 / 8,000 resource units per 10 s for under 50, 50-500, above 500 users.
+    assert [graph_tenant_rate(n) for n in (10, 49, 50, 500, 501)] == [350, 350, 500, 500, 800]
 
 
-def test_lower_bound_without_bucket_is_calls_times_latency_over_concurrency() -> None:
-    limits = SweepLimits(graph_rate=None)
-    tenants = [TenantCalls(exchange=4, graph=100)] * 10
-    bound = lower_bound(tenants, 0.05, limits)
-    # Tenants are independent: each needs 100 x 50 ms / 8 threads; the rate adds nothing.
-    assert bound.seconds == pytest.approx(100 * 0.05 / 8)
-    assert bound.graph_rate == 0.0
-    assert bound.binding == "graph concurrency"
+def test_bound_one_big_tenant_is_its_graph_quota() -> None:
+    # 1,000 lookups in a tenant of 1,000 users at 800/s: 1.25 s; 13 sequential calls + 1: 0.7 s.
+    bound = api_bound([TenantCalls(exchange=13, graph=1000, users=1000)], 0.05)
+    assert bound.graph_tenant == pytest.approx(1.25)
+    assert bound.exchange_chain == pytest.approx(0.7)
+    assert bound.graph_app == pytest.approx(1000 / 7500)
+    assert bound.seconds == pytest.approx(1.25)
+    assert bound.binding == "graph quota per tenant"
 
 
-def test_lower_bound_exchange_chain_binds_with_few_lookups() -> None:
-    limits = SweepLimits(exchange_per_tenant=1, graph_workers_per_tenant=8, graph_rate=None)
-    bound = lower_bound([TenantCalls(exchange=12, graph=8)], 0.1, limits)
-    assert bound.seconds == pytest.approx(1.2)
+def test_bound_many_small_tenants_is_the_exchange_chain() -> None:
+    tenants = [TenantCalls(exchange=4, graph=10, users=10)] * 100
+    bound = api_bound(tenants, 0.05)
+    assert bound.seconds == pytest.approx(5 * 0.05)  # auth + one page + one lookup round trip
     assert bound.binding == "exchange chain"
+    assert bound.graph_tenant == pytest.approx(10 / 350)
 
 
-def test_lower_bound_rejects_negative_latency() -> None:
+def test_bound_rejects_negative_latency() -> None:
     with pytest.raises(ValueError):
-        lower_bound([TenantCalls(1, 1)], -0.1, SweepLimits())
+        api_bound([TenantCalls(1, 1)], -0.1)
+
+
+def test_uniform_wait_plus_run_time() -> None:
+    # A run of exactly 10 s after a wait uniform over 0-900 s: median 460 s, p95 865 s.
+    assert uniform_wait_plus([10.0], 900, 50) == pytest.approx(460, abs=0.01)
+    assert uniform_wait_plus([10.0], 900, 95) == pytest.approx(865, abs=0.01)
+    # Two run times: the median sits between, the mixture of two uniforms.
+    assert uniform_wait_plus([0.0, 100.0], 900, 50) == pytest.approx(500, abs=0.01)
+    assert uniform_wait_plus([3.0, 5.0], 0, 50) == 4.0
+    with pytest.raises(ValueError):
+        uniform_wait_plus([], 900, 50)
+
+
+def test_watch_tenants_names_and_accounts() -> None:
+    group = WatchTenants("x", 3, users=2)
+    assert group.names() == ["x3-0", "x3-1", "x3-2"]
+    assert WatchTenants.account("x3-1", 4) == "e4@x3-1.onmicrosoft.com"
+
+
+def test_idle_per_day_scales_the_sped_up_phase_back_to_the_defaults() -> None:
+    fast = IdleResult(
+        phase="sped up",
+        tenants=1,
+        interval=5,
+        window=600,
+        exchange_calls=120,
+        token_calls=1,
+        cpu_seconds=1.0,
+        server_cpu_seconds=2.0,
+        rows={"events": 20, "event_resources": 60, "log": 10, "task_run": 0},
+    )
+    day = per_day(fast)
+    # 20 heartbeats in 10 min at 30 s = 480/day at 180 s; 10 summary lines at 1/min = 24/day.
+    assert day["events"] == pytest.approx(480)
+    assert day["event_resources"] == pytest.approx(1440)
+    assert day["log"] == pytest.approx(24)
+    assert day["task_run"] == 0
+    assert fast.calls_per_tenant_hour == pytest.approx(720)
+    assert fast.cpu_share == pytest.approx(1 / 600)
 
 
 def test_ratio() -> None:

@@ -57,7 +57,7 @@ ALPHA_CREATED = {
     "outsider@elsewhere.example": "2025-01-10T10:00:00Z",
 }
 SPAM = "OutboundSpamLast24Hours=50;OutboundMailLast24Hours=60;OutboundSpamPercent=83.3"
-# Fast Graph pacing for the test; production defaults are 25/s.
+# Fast Graph pacing for the test (production default: 300/s).
 FAST = {"graph_requests_per_second": 500.0, "graph_burst": 100, "resolve_workers": 8}
 
 
