@@ -5,6 +5,7 @@ receiver on 127.0.0.1."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -140,7 +141,10 @@ def test_rob_approval_shows_the_risk_the_hidden_rule_and_the_forwarding(
         "**" + md("Risk: HIGH. 1 suspicious inbox rule (1 hidden, 1 external)")
     )
     assert md("mailbox forwarding to an external address") in lines[1]
-    assert lines[2].startswith("**Restricted** since 2024\\-05\\-14 06\\:12\\:31 UTC")
+    # the seed dates the restriction relative to the emulator's start
+    assert re.match(
+        r"\*\*Restricted\*\* since \d{4}\\-\d\d\\-\d\d \d\d\\:\d\d\\:\d\d UTC", lines[2]
+    )
     assert (
         "**" + md('Hidden inbox rule "." forwards to invoices.rob.young@gmail.com') in description
     )

@@ -35,7 +35,7 @@ GOOD = {
     "ticket": "INC-42",
     "requested_by": "ann",
 }
-APPROVAL = {"approve": True, "approver": "bob"}
+APPROVAL = {"decision": "approve", "approver": "bob"}
 APPROVER_WORDS = "approver: your name such as Seán O\u2019Brien"
 
 NAMES = [

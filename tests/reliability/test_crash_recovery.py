@@ -235,7 +235,7 @@ def test_a_rerun_in_a_new_process_seals_a_new_password_before_its_reset(crash_en
 
     from prefect.flow_runs import resume_flow_run
 
-    resume_flow_run(run.id, run_input={"approve": True, "approver": "bob"})
+    resume_flow_run(run.id, run_input={"decision": "approve", "approver": "bob"})
     final = wait_for(
         lambda: (s := read(run.id).state) is not None and s.is_final() and s, 120, "the re-run"
     )
