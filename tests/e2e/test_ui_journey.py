@@ -335,7 +335,8 @@ def test_approver_journey_refusal_evidence_and_approval_by_sean_obrien(
 
         # (a) Only a comment, no decision: refused in a toast; nothing happens to the run.
         dialog = open_resume(rec, shot="run-menu-resume")
-        assert dialog.get_by_role("heading", name=re.compile(re.escape(f"Unblock {account}?")))
+        # The short description (rendered Markdown) above the form, headed by the question.
+        dialog.get_by_role("heading", name=f"Unblock {account}?").wait_for()
         rec.shot("resume-form-description")
         assert "No decision within 60 minutes ends the run as ApprovalExpired" in (
             dialog.inner_text()
@@ -482,6 +483,25 @@ def test_only_saved_tenant_profiles_are_offered_and_others_are_refused(
         rec.shot("tenant-choices")
         assert [o.strip() for o in options.all_inner_texts()] == ["contoso"]
         page.keyboard.press("Escape")
+        # A person can still type any value through the field's "Use JSON Input": refused.
+        select = page.get_by_role("button", name="Select Tenant")
+        menu = page.get_by_role("button", name="Open menu")
+        field = page.locator("div", has=select).filter(has=menu).last
+        field.get_by_role("button", name="Open menu").click()
+        page.get_by_role("menuitem", name="Use JSON Input").click()
+        editor = page.locator(".cm-content").first  # the only code editor on the form
+        editor.click()
+        page.keyboard.press("Control+A")
+        page.keyboard.type('"fabrikam"')
+        page.get_by_label("Ticket", exact=True).fill(TICKET)
+        page.get_by_label("Requested By", exact=True).fill("analyst ann")
+        page.get_by_role("button", name="Submit").click()
+        refusal = page.get_by_text(re.compile("'fabrikam' is not one of")).first
+        refusal.wait_for(timeout=15_000)
+        centre(refusal)
+        rec.shot("unknown-tenant-refused")
+        print("the run form's refusal:", refusal.inner_text())
+    time.sleep(2)
     assert run_ids(stack) == runs_before
 
 
