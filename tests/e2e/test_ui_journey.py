@@ -312,6 +312,7 @@ def test_approver_journey_refusal_evidence_and_approval_by_sean_obrien(
 ) -> None:
     stack, account = ui_stack, "rob@contoso.com"
     assert account in stack.tenant.restricted()
+    reason_kind = stack.tenant.restricted()[account]["reason"].split(";")[0]
     resets_before = stack.tenant.user(account)["passwordResets"]
     t0 = time.monotonic()
     with recorded_page(browser, SHOTS, shot_numbers) as rec:
@@ -350,7 +351,7 @@ def test_approver_journey_refusal_evidence_and_approval_by_sean_obrien(
         assert "decision" in refusal.lower(), refusal
         time.sleep(3)  # a resume that got through would be seen by the run within ~1 s
         assert stack.api.flow_run(run_id)["state"]["type"] == "PAUSED"
-        assert account in stack.tenant.restricted()
+        assert stack.tenant.restricted()[account]["pendingRemoval"] is False
         assert exchange_reasons(stack, account) == []
 
         # (c) The evidence link in the description opens the full evidence artifact in V2.
@@ -370,6 +371,10 @@ def test_approver_journey_refusal_evidence_and_approval_by_sean_obrien(
         assert "/v2/" in shown.url
         body = shown.locator("body").inner_text()
         assert f"Ticket {TICKET}" in body and "Inbox rules" in body
+        # The entry as the tenant lists it: the address and the kind of restriction.
+        entry = body.split("The Restricted users entry", 1)[1]
+        assert f"Listed address\t{account}" in entry, entry[:300]
+        assert f"Reason\t{reason_kind}" in entry, entry[:300]
         shown.screenshot(path=str(SHOTS / f"{next(shot_numbers):02d}-evidence-artifact.png"))
         if shown is not page:
             shown.close()
