@@ -6,6 +6,7 @@ for an analytics configuration from a third-party host even with server analytic
 
 from __future__ import annotations
 
+import itertools
 import re
 import shutil
 import tempfile
@@ -29,43 +30,51 @@ CHROMIUM_ARGS = [
 _LOCAL = re.compile(r"^(https?://127\.0\.0\.1[:/]|data:|blob:|about:)")
 
 
+VIEWPORT = {"width": 1366, "height": 768}  # a common laptop screen
+
+
 @dataclass
 class Recorder:
-    """Numbered screenshots for one test: artifacts/screenshots/<test>/NN-step.png."""
+    """Numbered screenshots (what the analyst sees, one screen): ``folder``/NN-step.png.
+
+    ``numbers`` may be shared by several pages so one journey reads in order across tests."""
 
     page: Any
     folder: Path
-    count: int = 0
+    numbers: Iterator[int] = field(default_factory=lambda: itertools.count(1))
     saved: list[Path] = field(default_factory=list)
     blocked: list[str] = field(default_factory=list)
 
     def shot(self, step: str) -> Path:
-        self.count += 1
-        path = self.folder / f"{self.count:02d}-{step}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        path = self.folder / f"{next(self.numbers):02d}-{step}.png"
+        self.page.screenshot(path=str(path))
         self.saved.append(path)
         return path
 
 
 @contextmanager
-def recorded_page(playwright: Any, folder: Path) -> Iterator[Recorder]:
+def recorded_page(
+    playwright: Any, folder: Path, numbers: Iterator[int] | None = None
+) -> Iterator[Recorder]:
     """Debian Chromium with a fresh profile, one page that can only reach 127.0.0.1, and a
-    recorder of numbered screenshots in ``folder``."""
+    recorder of numbered screenshots in ``folder`` (emptied first unless ``numbers`` continues
+    an earlier page's numbering)."""
     folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("*.png"):
-        old.unlink()
+    if numbers is None:
+        for old in folder.glob("*.png"):
+            old.unlink()
     profile = tempfile.mkdtemp(prefix="unblock-chromium-")
     context = playwright.chromium.launch_persistent_context(
         profile,
         executable_path=CHROMIUM,
         headless=True,
         args=CHROMIUM_ARGS,
-        viewport={"width": 1400, "height": 1000},
+        viewport=VIEWPORT,
         timeout=60_000,
     )
     page = context.pages[0] if context.pages else context.new_page()
     page.set_default_timeout(20_000)
-    rec = Recorder(page, folder)
+    rec = Recorder(page, folder) if numbers is None else Recorder(page, folder, numbers)
 
     def route(r: Any) -> None:
         if _LOCAL.match(r.request.url):
@@ -83,8 +92,7 @@ def recorded_page(playwright: Any, folder: Path) -> Iterator[Recorder]:
             rec.shot("failure")
         raise
     finally:
-        (folder / "blocked-requests.txt").write_text(
-            "".join(f"{u}\n" for u in sorted(set(rec.blocked)))
-        )
+        with open(folder / "blocked-requests.txt", "a") as blocked:
+            blocked.write("".join(f"{u}\n" for u in sorted(set(rec.blocked))))
         context.close()
         shutil.rmtree(profile, ignore_errors=True)
