@@ -36,6 +36,7 @@ from playbook.localstack import ManagedProcess, wait_for
 from playbook.sweep import SweepReport, SweepRequest, idempotency_key
 from playbook.watch import DETECTED_EVENT
 
+from ..handover_keys import PUBLIC_KEY
 from .harness import (
     SPAM,
     Calls,
@@ -111,9 +112,15 @@ def stack() -> Iterator[Stack]:
     other.start()
     try:
         with watch_server(Path(tempfile.mkdtemp(prefix="unblock-watch-"))) as server:
-            M365Tenant.from_config(main.tenant_config(ALPHA), policy="contain").save(ALPHA)
-            M365Tenant.from_config(main.tenant_config(BRAVO), policy="report").save(BRAVO)
-            M365Tenant.from_config(other.tenant_config(CHARLIE), policy="contain").save(CHARLIE)
+            M365Tenant.from_config(
+                main.tenant_config(ALPHA), policy="contain", handover_public_key=PUBLIC_KEY
+            ).save(ALPHA)
+            M365Tenant.from_config(
+                main.tenant_config(BRAVO), policy="report", handover_public_key=PUBLIC_KEY
+            ).save(BRAVO)
+            M365Tenant.from_config(
+                other.tenant_config(CHARLIE), policy="contain", handover_public_key=PUBLIC_KEY
+            ).save(CHARLIE)
             unblock_user.to_deployment(name="unblock-user").apply()  # runs are created, not run
             yield Stack(server, main, other)
     finally:
@@ -314,7 +321,9 @@ def test_profiles_are_listed_in_full_past_200(stack: Stack) -> None:
 
     config = stack.main.tenant_config(BRAVO)
     for i in range(205):
-        M365Tenant.from_config(config, policy="report").save(f"many-{i:03d}", overwrite=True)
+        M365Tenant.from_config(config, policy="report", handover_public_key=PUBLIC_KEY).save(
+            f"many-{i:03d}", overwrite=True
+        )
 
     @flow
     def names() -> list[str]:

@@ -26,6 +26,7 @@ from playbook.blocks import M365Tenant
 from playbook.localstack import wait_for
 from tests.reliability.realserver import deployment
 
+from ..handover_keys import PUBLIC_KEY
 from .harness import SPAM, WatchServer, flow_runs, tenant_seed, watch_server
 
 pytestmark = pytest.mark.timeout(600)
@@ -48,7 +49,9 @@ def stack() -> Iterator[tuple[WatchServer, Emulator]]:
     emu.start()
     try:
         with watch_server(Path(tempfile.mkdtemp(prefix="unblock-watch-serve-"))) as server:
-            M365Tenant.from_config(emu.tenant_config(DELTA), policy="contain").save(DELTA)
+            M365Tenant.from_config(
+                emu.tenant_config(DELTA), policy="contain", handover_public_key=PUBLIC_KEY
+            ).save(DELTA)
             _serve(server, "serve-1")
             yield server, emu
     finally:
