@@ -176,7 +176,9 @@ def open_custom_run_form(rec: Recorder, params: dict[str, str], shot: str | None
 
 def submit_run_form(rec: Recorder) -> str:
     """Submit the form; return the id from the server's answer. Right after the fills the form
-    may still be re-rendering and swallow the click, so a click that sends nothing is repeated."""
+    may still be re-rendering and swallow the click, so a click that sends nothing is repeated.
+    A 503 (the server's database busy on a loaded machine; nothing was created) is submitted
+    again, as a person would after the "Unknown error" toast."""
     page = rec.page
     for _attempt in range(3):
         try:
@@ -186,6 +188,9 @@ def submit_run_form(rec: Recorder) -> str:
             ) as answer:
                 page.get_by_role("button", name="Submit").click()
         except PlaywrightTimeout:
+            continue
+        if answer.value.status == 503:
+            time.sleep(2)
             continue
         assert answer.value.status == 201, answer.value.text()
         return str(answer.value.json()["id"])
