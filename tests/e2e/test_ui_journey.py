@@ -247,8 +247,21 @@ def decide(rec: Recorder, dialog: Any, approve: bool, approver: str, comment: st
     dialog.get_by_label("Approver", exact=True).fill(approver)
     dialog.get_by_label(re.compile(r"^Comment")).fill(comment)
     rec.shot(f"{'approval' if approve else 'rejection'}-filled")
-    dialog.get_by_role("button", name="Resume", exact=True).click()
-    dialog.wait_for(state="hidden")
+    # On a loaded machine a click can be swallowed while the form re-renders, or the server
+    # answer 503 (its database busy; nothing changed): a person would press Resume again.
+    for _attempt in range(3):
+        try:
+            with rec.page.expect_response(
+                lambda r: r.url.endswith("/resume") and r.request.method == "POST",
+                timeout=15_000,
+            ) as answer:
+                dialog.get_by_role("button", name="Resume", exact=True).click()
+        except PlaywrightTimeout:
+            continue
+        if answer.value.status != 503:
+            break
+        time.sleep(2)
+    dialog.wait_for(state="hidden", timeout=60_000)
 
 
 def centre(element: Any) -> None:
