@@ -171,6 +171,7 @@ class Emulator:
                     token_lifetime_seconds=a.token_lifetime_seconds,
                     client_secret=a.client_secret,
                     service_principal_id=stable_id(t.tenant_id, "servicePrincipal", a.client_id),
+                    exchange_hidden_cmdlets=frozenset(c.lower() for c in a.exchange_hidden_cmdlets),
                 )
                 if a.certificate:
                     pair: KeyPair = make_client_cert(f"{t.name}-{a.name}")

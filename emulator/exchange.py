@@ -365,7 +365,8 @@ def _authorized(
             'The request body must be {"CmdletInput":{"CmdletName":...,"Parameters":{...}}}.',
         )
     spec = CMDLETS.get(name)
-    if spec is None:
+    app = ts.app(str(claims.get("appid", "")))
+    if spec is None or (app is not None and name.lower() in app.exchange_hidden_cmdlets):
         return _invalid_operation(
             "System.Management.Automation.CommandNotFoundException",
             f"The term '{name}' is not recognized as a name of a cmdlet, function, script file, or "

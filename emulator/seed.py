@@ -243,6 +243,9 @@ class AppSeed(_Seed):
     roles: list[str] = Field(default_factory=list)
     wids: list[str] = Field(default_factory=list)
     token_lifetime_seconds: int = Field(default=3599, ge=1)
+    # Cmdlets the app's Exchange role does not include (RBAC for Applications): Exchange answers
+    # as if they did not exist (CommandNotFoundException).
+    exchange_hidden_cmdlets: list[str] = Field(default_factory=list)
 
     @field_validator("wids")
     @classmethod

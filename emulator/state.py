@@ -319,6 +319,7 @@ class AppRecord:
     certificate_pem: str | None = field(default=None, repr=False)  # key + cert
     public_key: RSAPublicKey | None = field(default=None, repr=False)
     service_principal_id: str = ""
+    exchange_hidden_cmdlets: frozenset[str] = frozenset()
 
 
 @dataclass

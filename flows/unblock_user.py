@@ -5,13 +5,17 @@ The body reads like the runbook:
 1. resolve the account (stop if unknown, disabled or synced from on-premises); an account that
    holds an admin role is not reset without the override and a second person's approval;
 2. reset the password immediately (new value sealed in the run's Secret block first), revoke the
-   sign-in sessions, hand the credential over (Secret block, one-time TAP, or nothing);
+   sign-in sessions, block sign-in if asked (``block_sign_in``), hand the credential over
+   (Secret block, one-time TAP, or nothing);
 3. look for the account on the Restricted users list;
 4. not listed: done;
 5. listed: prove the password change is newer than the restriction (stop if not), gather the
-   compromise evidence (inbox rules, forwarding, admin roles, earlier unblocks) and pause for a
-   human approval (notified, escalated, expiring in a named state);
-6. approved: apply the ticked clean-ups, remove the entry, count the unblock;
+   compromise evidence (inbox rules, forwarding, admin roles, earlier unblocks, sign-in methods,
+   sign-ins, app consents, mailbox delegates, sent mail) and pause for a human approval
+   (notified, escalated, expiring in a named state);
+6. approved: evict what the approver ticked (flagged sign-in methods, app consents, delegates;
+   sessions revoked again), apply the ticked clean-ups, re-enable sign-in if ticked; stop if a
+   ticked action could not be completed; else remove the entry and count the unblock;
 7. confirm, and schedule the follow-up check (verify-unblock), which also deletes the secret.
 
 Every path that created a hand-over secret schedules a follow-up that deletes it. The outcome
@@ -34,6 +38,15 @@ from flows._approvals import (
     publish_evidence,
     wait_for_people,
 )
+from flows._eviction import (
+    REENABLE_HINT,
+    contain_sign_in,
+    evict,
+    gather_eviction_evidence,
+    planned_containment,
+    planned_offers,
+    restore_sign_in,
+)
 from m365.errors import M365Error, NotFoundError, UnblockLimitError
 from m365.models import RestrictedSender, User
 from playbook import redaction
@@ -46,6 +59,7 @@ from playbook.decisions import (
     match_restricted_entry,
     unblock_reason,
 )
+from playbook.eviction import EvictionPlan, eviction_plan
 from playbook.evidence import (
     CleanUp,
     Evidence,
@@ -75,6 +89,7 @@ from playbook.rendering import (
 )
 from playbook.report import ApprovalRecord, RunReport, utcnow
 from tasks._logging import run_logger
+from tasks.block_sign_in import read_sign_in_block
 from tasks.clear_forwarding import clear_forwarding
 from tasks.confirm_unblock import confirm_unblock
 from tasks.count_unblocks import read_unblock_count, record_unblock
@@ -153,7 +168,9 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
         user = resolve_account(req.tenant, req.account)
         step.note(f"{user.user_principal_name} ({user.id})")
     report.user = user
-    if (stop := account_stop(user)) is not None:
+    if not user.account_enabled:
+        report.sign_in_blocked = read_sign_in_block(req.tenant, user.id)
+    if (stop := account_stop(user, blocked_by_playbook=report.sign_in_blocked)) is not None:
         return journal.finish(stop)
     with journal.step("review_admin_roles") as step:
         roles = review_admin_roles(req.tenant, user.id).roles
@@ -185,6 +202,8 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     with journal.step("revoke_sessions") as step:
         receipt = revoke_sessions(req.tenant, user.id)
         step.note("sign-in sessions revoked", receipt.request_id)
+    if req.block_sign_in:
+        contain_sign_in(req, journal, user)
     with journal.step("hand_over_credential") as step:
         handover = hand_over_credential(req.tenant, user.id, req.handover, block)
         report.handover_block = handover.handover_block
@@ -201,7 +220,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     if entry is None:
         _reread_account(req, journal, user)
         _schedule_cleanup(req, journal)
-        return journal.finish(Outcome.NOT_RESTRICTED)
+        return journal.finish(Outcome.NOT_RESTRICTED, next_steps=_sign_in_steps(journal))
     report.entry = entry
 
     # 5. The password change must be newer than the restriction; then the evidence and the
@@ -221,25 +240,42 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
             next_steps=[
                 "Check the account's password in Entra ID; reset it by hand if needed, then start "
                 "a new run.",
-                *_not_unblocked_steps(req),
+                *_not_unblocked_steps(req, journal),
             ],
         )
     evidence = _gather_evidence(req, journal, user, entry, roles, password)
     report.risk_summary = evidence.summary
-    decision = _request_approval(req, journal, entry, evidence)
+    assert evidence.eviction is not None
+    plan = eviction_plan(evidence.eviction, sign_in_blocked=report.sign_in_blocked)
+    decision = _request_approval(req, journal, entry, evidence, plan)
     if decision is None:
         _schedule_cleanup(req, journal)
         return journal.finish(
             Outcome.APPROVAL_EXPIRED,
             detail="The password reset stands.",
-            next_steps=_not_unblocked_steps(req),
+            next_steps=_not_unblocked_steps(req, journal),
         )
     if not decision.approved:
         _schedule_cleanup(req, journal)
-        return journal.finish(Outcome.REJECTED, next_steps=_not_unblocked_steps(req))
+        return journal.finish(Outcome.REJECTED, next_steps=_not_unblocked_steps(req, journal))
 
-    # 6. Apply the clean-ups the approver ticked, remove the entry, count the unblock.
+    # 6. Evict and clean up as ticked, then remove the entry and count the unblock.
+    evicted = evict(req, journal, user, plan, decision.evictions())
     _clean_up_mailbox(req, journal, user, evidence, decision)
+    restored = restore_sign_in(req, journal, user, decision.evictions())
+    if incomplete := [r for r in (*evicted, restored) if r is not None and not r.ok]:
+        _schedule_cleanup(req, journal)
+        return journal.finish(
+            Outcome.EVICTION_INCOMPLETE,
+            detail="Not unblocked: "
+            + "; ".join(f"{r.title}: {r.detail}" for r in incomplete)
+            + ". The approval was given for the account without these footholds.",
+            next_steps=[
+                "Remove what the eviction actions list as NOT done by hand (or fix the app's "
+                "permission), then start a new run: the actions already done report as such.",
+                *_not_unblocked_steps(req, journal),
+            ],
+        )
     with journal.step("unblock_sender") as step:
         removed = unblock_sender(
             req.tenant, entry.sender_address, unblock_reason(req.ticket, decision.approver)
@@ -406,18 +442,23 @@ def _gather_evidence(
         password=password,
         cap=cap,
         errors=tuple(errors),
+        eviction=gather_eviction_evidence(req, journal, user, entry),
     )
 
 
 def _request_approval(
-    req: UnblockRequest, journal: Journal, entry: RestrictedSender, evidence: Evidence
+    req: UnblockRequest,
+    journal: Journal,
+    entry: RestrictedSender,
+    evidence: Evidence,
+    plan: EvictionPlan,
 ) -> UnblockApproval | None:
     """Pause for the approver (notified, escalated); None when nobody decided in time."""
     report = journal.report
     requested_at = utcnow()
     link = publish_evidence(
         EVIDENCE_KEY,
-        render_evidence(report, evidence=evidence),
+        render_evidence(report, evidence=evidence, plan=plan),
         f"Evidence for unblocking {req.account}",
     )
     description = render_approval(
@@ -427,12 +468,13 @@ def _request_approval(
         timeout_minutes=req.approval_timeout_minutes,
         evidence_link=link,
         evidence_key=EVIDENCE_KEY,
+        plan=plan,
     )
     with journal.step("request_approval") as step:
         waited = wait_for_people(
             req,
             journal,
-            unblock_form(available_cleanups(evidence)),
+            unblock_form(available_cleanups(evidence), plan.actions),
             description=description,
             key=f"approve-unblock-{runtime.flow_run.run_count}",
             stage="unblock",
@@ -507,6 +549,11 @@ def _dry_run(
         entry = match_restricted_entry(user, entries)
         step.note(f"listed as {entry.sender_address}" if entry else "not listed")
     journal.report.entry = entry
+    eviction = (
+        eviction_plan(gather_eviction_evidence(req, journal, user, entry), sign_in_blocked=False)
+        if entry is not None
+        else None
+    )
     block = handover_block_name(journal.report.flow_run_id)
     plan: list[str] = []
     if roles:
@@ -528,6 +575,7 @@ def _dry_run(
         + (", to a random value that is discarded." if req.handover != "secret-block" else ".")
     )
     plan.append("Revoke the sign-in sessions.")
+    plan += planned_containment(req)
     if req.handover == "tap":
         plan.append(
             "Issue a one-time Temporary Access Pass and store it, sealed to the profile's "
@@ -543,7 +591,10 @@ def _dry_run(
             "restriction.",
             "Review inbox rules (hidden ones included), mailbox forwarding and earlier unblocks "
             "for the approver.",
+            "Review sign-in methods, sign-ins, app consents, mailbox delegates and sent mail "
+            f"from {req.suspicion_window_days} day(s) before the restriction until now.",
             f"Ask for approval (timeout {req.approval_timeout_minutes} minutes).",
+            *planned_offers(req, eviction, sign_in_blocked=journal.report.sign_in_blocked),
             f"If approved: remove {entry.sender_address} from the Restricted users list with the "
             f"reason: {unblock_reason(req.ticket, '<approver>')}.",
             "Re-read the list to confirm the removal.",
@@ -627,6 +678,7 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
                 if journal.done("reset_password")
                 else []
             ),
+            *_sign_in_steps(journal),
         ],
     )
 
@@ -639,13 +691,21 @@ def _handover_note(req: UnblockRequest, block: str | None) -> str:
     return "none: the password was discarded; the user resets it through self-service"
 
 
-def _not_unblocked_steps(req: UnblockRequest) -> list[str]:
+def _not_unblocked_steps(req: UnblockRequest, journal: Journal) -> list[str]:
     steps = ["The account stays on the Restricted users list; start a new run to try again."]
     if req.handover != "none":
         steps.append(
             "Hand the new credential over (never by e-mail) before the cleanup run deletes it."
         )
-    return steps
+    return steps + _sign_in_steps(journal)
+
+
+def _sign_in_steps(journal: Journal) -> list[str]:
+    """How to re-enable sign-in, for a run that ends with it blocked (said once)."""
+    report = journal.report
+    return (
+        [REENABLE_HINT] if report.sign_in_blocked and REENABLE_HINT not in report.next_steps else []
+    )
 
 
 def _journal(req: UnblockRequest, log: Any) -> Journal:

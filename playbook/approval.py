@@ -3,18 +3,19 @@
 The decision is a required choice with no default: a submission without one is refused by the
 server's schema validation and the run stays paused. ``with_initial_data`` is never given a
 value for it (it would rebuild the field as an optional one with that value as its default).
-The clean-up checkboxes exist only on the form of a run that has something to clean up
-(``unblock_form``), and are never ticked in advance.
+The clean-up and eviction checkboxes exist only on the form of a run that has something to act
+on (``unblock_form``), and are never ticked in advance.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Annotated, Any, Literal
 
 from prefect.input import RunInput
 from pydantic import AfterValidator, Field, create_model
 
+from .eviction import ActionKind, PlannedAction
 from .evidence import CleanUp
 from .params import (
     PERSON_NAME_MAX,
@@ -23,6 +24,7 @@ from .params import (
     Expected,
     canonical_name,
 )
+from .rendering import chat_text
 
 # No control characters, no line/paragraph separators, no bidi overrides. Written with \u
 # escapes so the same pattern works in the server (Python re), pydantic (the same, through
@@ -81,6 +83,10 @@ class UnblockApproval(RunInput):
         """The clean-ups the approver ticked (only fields this run's form has can be ticked)."""
         return frozenset(c for c in CleanUp if getattr(self, c.value, False) is True)
 
+    def evictions(self) -> frozenset[ActionKind]:
+        """The eviction actions the approver ticked (only those this run's form offers)."""
+        return frozenset(a for a in ActionKind if getattr(self, a.value, False) is True)
+
 
 CLEANUP_FIELDS: dict[CleanUp, tuple[str, str]] = {
     CleanUp.DISABLE_SUSPICIOUS_RULES: (
@@ -95,8 +101,11 @@ CLEANUP_FIELDS: dict[CleanUp, tuple[str, str]] = {
 }
 
 
-def unblock_form(cleanups: Iterable[CleanUp]) -> type[UnblockApproval]:
-    """This run's form: the decision fields plus one unticked checkbox per offered clean-up."""
+def unblock_form(
+    cleanups: Iterable[CleanUp], actions: Sequence[PlannedAction] = ()
+) -> type[UnblockApproval]:
+    """This run's form: the decision fields plus one unticked checkbox per offered clean-up and
+    per eviction action that has something to act on."""
     offered = set(cleanups)
     fields: dict[str, Any] = {
         c.value: (
@@ -106,4 +115,21 @@ def unblock_form(cleanups: Iterable[CleanUp]) -> type[UnblockApproval]:
         for c in CleanUp  # in the enum's order, whatever the caller's
         if c in offered
     }
+    by_kind = {a.kind: a for a in actions}
+    for kind in ActionKind:
+        if (action := by_kind.get(kind)) is not None and action.targets:
+            fields[kind.value] = (
+                bool,
+                Field(default=False, title=action.title, description=eviction_field_text(action)),
+            )
     return create_model(UnblockApproval.__name__, __base__=UnblockApproval, **fields)
+
+
+def eviction_field_text(action: PlannedAction) -> str:
+    """The checkbox's description: on what, what it does, its impact, whether it can be undone."""
+    # Labels carry names the attacker chose (a device, an app): inert as plain chat text.
+    on = "; ".join(chat_text(t.label) for t in action.targets[:5])
+    more = f" and {len(action.targets) - 5} more" if len(action.targets) > 5 else ""
+    return (
+        f"With approve, first: {action.what} On: {on}{more}. Impact: {action.impact} {action.undo}"
+    )

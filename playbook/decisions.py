@@ -17,9 +17,10 @@ REASON_MAX_LENGTH = 240
 _NOT_TEXT = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-def account_stop(user: User) -> Outcome | None:
-    """Why the playbook must not touch this account, or None to go ahead."""
-    if not user.account_enabled:
+def account_stop(user: User, *, blocked_by_playbook: bool = False) -> Outcome | None:
+    """Why the playbook must not touch this account, or None to go ahead. A disabled account is
+    left alone unless this playbook disabled it (``block_sign_in`` of an earlier run)."""
+    if not user.account_enabled and not blocked_by_playbook:
         return Outcome.ACCOUNT_DISABLED
     if user.on_premises_sync_enabled:
         return Outcome.SYNCED_FROM_ON_PREMISES

@@ -46,7 +46,7 @@ from m365.models import (
     SignIn,
 )
 
-from .evidence import domain_of, is_external
+from .addresses import domain_of, is_external
 
 DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 30  # sign-in and audit logs keep 30 days at most (Entra ID P1/P2)
@@ -771,60 +771,93 @@ class EvictionEvidence(_Frozen):
         )
         return tuple((name, c.reason or "not checked") for name, c in items if not c.ok)
 
+    @property
+    def flagged_parts(self) -> tuple[str, ...]:
+        """What was flagged, in a few words each, for the risk line (no personal data)."""
+        parts: list[str] = []
+        if n := len(self.methods.flagged):
+            parts.append(_n(n, "sign-in method") + " registered in the window")
+        if self.sign_ins.check.ok and (self.sign_ins.new_countries or self.sign_ins.new_ips):
+            parts.append("sign-ins from a new country or address")
+        if n := len(self.grants.flagged):
+            parts.append(_n(n, "app") + " with mail access")
+        if n := len(self.delegates.flagged):
+            parts.append(_n(n, "mailbox delegate") + " outside the organisation")
+        return tuple(parts)
+
 
 def key_findings(ev: EvictionEvidence) -> tuple[str, ...]:
     """Short lines for the approval description. No IP address, no subject (personal data)."""
-    lines: list[str] = []
-    if not (
-        ev.methods.flagged
-        or ev.sign_ins.new_countries
-        or ev.sign_ins.new_ips
-        or ev.grants.flagged
-        or ev.delegates.flagged
-    ):
+    return tuple(text for text, _ in eviction_key_lines(ev))
+
+
+def eviction_key_lines(ev: EvictionEvidence) -> tuple[tuple[str, bool], ...]:
+    """(line, alert) for the approval description, one line per foothold (a delegate holding
+    several permissions is one line), so they fit the description's eight lines. What could not
+    be read is one alert line: the approver must know what was not looked at."""
+    lines: list[tuple[str, bool]] = []
+    if not ev.flagged_parts:
         scope = "in what could be checked" if ev.not_checked else "at all"
         lines.append(
-            f"Nothing flagged {scope}: no sign-in method registered in the window, no sign-in "
-            "from a new country or address, no app with mail access, no delegate outside the "
-            "organisation."
+            (
+                f"Nothing flagged {scope}: no sign-in method registered in the window, no "
+                "sign-in from a new country or address, no app with mail access, no delegate "
+                "outside the organisation.",
+                False,
+            )
         )
     for m in ev.methods.flagged:
         name = f'{m.label} "{m.display_name}"' if m.display_name else m.label
         lines.append(
-            f"Sign-in method registered inside the window: {name}, on {_day(m.registered)}"
-            f" ({'from ' + m.date_source if m.date_source else 'date unknown'})."
-        )
-    if ev.sign_ins.check.ok:
-        if ev.sign_ins.new_countries:
-            rows = [r for r in ev.sign_ins.countries if r.new]
-            lines.append(
-                "Sign-ins from a country not seen before: "
-                + ", ".join(
-                    f"{r.value} ({_n(r.count, 'sign-in')}, {r.failures} failed)" for r in rows
-                )
-                + "."
+            (
+                f"Sign-in method registered inside the window: {name}, on {_day(m.registered)}"
+                f" ({'from ' + m.date_source if m.date_source else 'date unknown'}).",
+                True,
             )
-        if ev.sign_ins.new_ips:
-            count = _n(len(ev.sign_ins.new_ips), "IP address", "IP addresses")
-            lines.append(f"{count} not seen before (see the evidence).")
+        )
+    if ev.sign_ins.check.ok and (ev.sign_ins.new_countries or ev.sign_ins.new_ips):
+        parts = [
+            f"{r.value} ({_n(r.count, 'sign-in')}, {r.failures} failed)"
+            for r in ev.sign_ins.countries
+            if r.new
+        ]
+        countries = "Sign-ins from a country not seen before: " + ", ".join(parts) if parts else ""
+        ips = (
+            _n(len(ev.sign_ins.new_ips), "IP address", "IP addresses") + " not seen before"
+            if ev.sign_ins.new_ips
+            else ""
+        )
+        lines.append(("; ".join(p for p in (countries, ips) if p) + " (see the evidence).", True))
     for g in ev.grants.flagged:
         when = f", consented on {_day(g.consented)}" if g.consented else ""
-        lines.append(f"App with mail access: {g.app} ({', '.join(g.mail_scopes)}){when}.")
+        lines.append((f"App with mail access: {g.app} ({', '.join(g.mail_scopes)}){when}.", True))
+    delegates: dict[str, list[str]] = {}
     for d in ev.delegates.flagged:
-        who = d.address or d.delegate
-        lines.append(f"{DELEGATE_LABELS[d.kind]} delegate outside the organisation: {who}.")
+        delegates.setdefault(d.address or d.delegate, []).append(DELEGATE_LABELS[d.kind])
+    for who, kinds in delegates.items():
+        lines.append((f"Delegate outside the organisation: {who} ({', '.join(kinds)}).", True))
+    if ev.not_checked:
+        lines.append(
+            (
+                "Not checked: "
+                + "; ".join(
+                    f"{name} ({reason.removeprefix('not checked: ')})"
+                    for name, reason in ev.not_checked
+                )
+                + ".",
+                True,
+            )
+        )
     sent = ev.sent_mail
     if sent.check.ok and sent.messages:
         lines.append(
-            f"Sent {_n(sent.messages, 'message')} to {_n(sent.distinct_recipients, 'recipient')}"
-            f" ({round(100 * sent.external_share)}% external) between {_minute(sent.first)} and "
-            f"{_minute(sent.last)}; busiest hour: {_n(sent.busiest_hour, 'message')}."
-        )
-    for name, reason in ev.not_checked:
-        lines.append(f"{name[0].upper()}{name[1:]}: {reason}.")
-    if not lines:
-        lines.append(
-            "Nothing flagged: no new sign-in method, mail app, outside delegate or sent mail."
+            (
+                f"Sent {_n(sent.messages, 'message')} to "
+                f"{_n(sent.distinct_recipients, 'recipient')}"
+                f" ({round(100 * sent.external_share)}% external) between {_minute(sent.first)} "
+                f"and {_minute(sent.last)}; busiest hour: {_n(sent.busiest_hour, 'message')}.",
+                False,
+            )
         )
     return tuple(lines)
 
@@ -837,6 +870,15 @@ class ActionKind(StrEnum):
     REVOKE_OAUTH_GRANTS = "revoke_oauth_grants"
     REMOVE_MAILBOX_DELEGATES = "remove_mailbox_delegates"
     ENABLE_SIGN_IN = "enable_sign_in"
+
+
+ACTION_TITLES: dict[ActionKind | Literal["block_sign_in"], str] = {
+    ActionKind.REMOVE_SIGN_IN_METHODS: "Remove the flagged sign-in methods",
+    ActionKind.REVOKE_OAUTH_GRANTS: "Revoke the flagged app consents",
+    ActionKind.REMOVE_MAILBOX_DELEGATES: "Remove the flagged mailbox delegates",
+    ActionKind.ENABLE_SIGN_IN: "Re-enable sign-in",
+    "block_sign_in": "Block sign-in",
+}
 
 
 class ActionTarget(_Frozen):
@@ -879,7 +921,7 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
         actions.append(
             PlannedAction(
                 kind=ActionKind.REMOVE_SIGN_IN_METHODS,
-                title="Remove the flagged sign-in methods",
+                title=ACTION_TITLES[ActionKind.REMOVE_SIGN_IN_METHODS],
                 what=(
                     "Deletes each flagged method through its own Graph collection. A method "
                     "Microsoft refuses as the user's default is tried again after the others; "
@@ -906,7 +948,7 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
         actions.append(
             PlannedAction(
                 kind=ActionKind.REVOKE_OAUTH_GRANTS,
-                title="Revoke the flagged app consents",
+                title=ACTION_TITLES[ActionKind.REVOKE_OAUTH_GRANTS],
                 what="Deletes the user's delegated permission grant of each flagged app.",
                 impact=(
                     "The app gets no new tokens for this user; tokens already issued stay valid "
@@ -924,7 +966,7 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
         actions.append(
             PlannedAction(
                 kind=ActionKind.REMOVE_MAILBOX_DELEGATES,
-                title="Remove the flagged mailbox delegates",
+                title=ACTION_TITLES[ActionKind.REMOVE_MAILBOX_DELEGATES],
                 what=(
                     "Removes Full Access (Remove-MailboxPermission), Send As "
                     "(Remove-RecipientPermission) and Send on Behalf (Set-Mailbox "
@@ -949,7 +991,7 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
         actions.append(
             PlannedAction(
                 kind=ActionKind.ENABLE_SIGN_IN,
-                title="Re-enable sign-in",
+                title=ACTION_TITLES[ActionKind.ENABLE_SIGN_IN],
                 what="Sets accountEnabled back to true.",
                 impact="The user can sign in again with the new password.",
                 undo="Sign-in can be blocked again at any time.",
@@ -972,10 +1014,29 @@ class EvictionRecord(_Frozen):
     already: tuple[str, ...] = ()
     failed: tuple[tuple[str, str], ...] = Field(default=(), description="(target, reason)")
     request_ids: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = Field(
+        default=(), description="(target, what the approver saw it called)"
+    )
 
     @property
     def ok(self) -> bool:
         return not self.failed
+
+    @property
+    def title(self) -> str:
+        return ACTION_TITLES[self.action]
+
+    def named(self, target: str) -> str:
+        return next((label for t, label in self.labels if t.lower() == target.lower()), target)
+
+    @property
+    def lines(self) -> tuple[str, ...]:
+        """One line per target for the report: done, already done, or not done and why."""
+        return (
+            *(f"{self.named(t)}: done" for t in self.changed),
+            *(f"{self.named(t)}: already done before this action" for t in self.already),
+            *(f"{self.named(t)}: NOT done ({why})" for t, why in self.failed),
+        )
 
     @property
     def detail(self) -> str:

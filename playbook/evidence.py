@@ -27,6 +27,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from m365.models import DirectoryRole, InboxRule, MailboxForwarding, RestrictedSender
 
+from .addresses import domain_of as domain_of
+from .addresses import is_external
+from .addresses import tenant_domains as tenant_domains
+from .eviction import EvictionEvidence, eviction_key_lines
+
 # Folders an attacker moves mail to so the owner does not see replies or bounces
 # (Microsoft's guidance names RSS, Notes and Junk; "Conversation History" is used the same way).
 HIDING_FOLDERS = frozenset(
@@ -183,6 +188,9 @@ class Evidence(_Frozen):
     password: PasswordCheck | None = None
     cap: CapWarning | None = None
     errors: tuple[str, ...] = Field(default=(), description="Checks that could not be read")
+    eviction: EvictionEvidence | None = Field(
+        default=None, description="Sign-in methods, sign-ins, app consents, delegates, sent mail"
+    )
 
     @property
     def suspicious_rules(self) -> tuple[RuleFinding, ...]:
@@ -199,9 +207,15 @@ class Evidence(_Frozen):
             or (self.forwarding is not None and self.forwarding.forwards)
             or self.roles
             or (self.password is not None and not self.password.ok)
+            or (self.eviction is not None and self.eviction.flagged_parts)
         ):
             return "high"
-        if self.suspicious_rules or self.errors or (self.cap and self.cap.level != "none"):
+        if (
+            self.suspicious_rules
+            or self.errors
+            or (self.cap and self.cap.level != "none")
+            or (self.eviction is not None and self.eviction.not_checked)
+        ):
             return "low"
         return "none"
 
@@ -221,23 +235,6 @@ def recipient_address(value: str) -> str:
     if m := _PREFIXED.match(text):
         return m.group(1).strip().lower()
     return text.strip('"').lower()
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower()
-
-
-def tenant_domains(addresses: Iterable[str]) -> frozenset[str]:
-    """The organisation's domains as far as the account's own addresses show them."""
-    return frozenset(domain_of(a) for a in addresses if "@" in a)
-
-
-def is_external(address: str, domains: frozenset[str]) -> bool:
-    """True if ``address`` is outside ``domains`` (subdomains count as inside)."""
-    d = domain_of(address)
-    if not d:
-        return False
-    return not any(d == known or d.endswith("." + known) for known in domains)
 
 
 def classify_rule(rule: InboxRule, domains: frozenset[str], *, hidden: bool) -> RuleFinding:
@@ -321,14 +318,17 @@ def risk_summary(ev: Evidence) -> str:
     if ev.forwarding is not None and ev.forwarding.forwards:
         where = "external" if ev.forwarding.external else "internal"
         parts.append(f"mailbox forwarding to an {where} address")
+    if ev.eviction is not None:
+        parts.extend(ev.eviction.flagged_parts)
     if ev.roles:
         parts.append(f"holds admin role{'s' if len(ev.roles) != 1 else ''}: " + ", ".join(ev.roles))
     if ev.password is not None and not ev.password.ok:
         parts.append("password not reset after the restriction")
     if ev.cap is not None and ev.cap.level != "none":
         parts.append(f"unblocked {ev.cap.previous_unblocks} time(s) before")
-    if ev.errors:
-        parts.append(f"{len(ev.errors)} check(s) could not be read")
+    unread = len(ev.errors) + (len(ev.eviction.not_checked) if ev.eviction is not None else 0)
+    if unread:
+        parts.append(f"{unread} check(s) could not be read")
     if not parts:
         return "Risk: NONE. No forwarding, no suspicious inbox rules, no admin roles."
     return f"Risk: {ev.risk.upper()}. " + "; ".join(parts) + "."
@@ -486,6 +486,9 @@ def key_findings(ev: Evidence, *, limit: int = MAX_KEY_FINDINGS) -> tuple[Findin
         alerts.append(_cap_finding(ev.cap))
     if ev.errors:
         alerts.append(Finding(text="Could not be read: " + "; ".join(ev.errors) + ".", alert=True))
+    if ev.eviction is not None:
+        for text, alert in eviction_key_lines(ev.eviction):
+            (alerts if alert else clean).append(Finding(text=text, alert=alert))
     found = [*alerts, *clean]
     if len(found) > limit:
         rest = len(found) - (limit - 1)
@@ -585,6 +588,7 @@ def same_person(a: str, b: str) -> bool:
 # Microsoft documents that a cap exists but not its value [UNCONFIRMED]; the emulator uses 3.
 DEFAULT_ASSUMED_CAP = 3
 COUNTER_PREFIX = "unblock-count-"
+SIGN_IN_BLOCK_PREFIX = "unblock-signin-blocked-"
 _TENANT_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
@@ -598,10 +602,21 @@ def counter_variable_name(tenant: str, address: str) -> str:
     Variable per account, because a Variable value is capped at 5000 characters and two runs
     for different accounts then never overwrite each other.
     """
+    return _account_variable(COUNTER_PREFIX, tenant, address)
+
+
+def sign_in_block_variable_name(tenant: str, user_id: str) -> str:
+    """The Prefect Variable that says this playbook blocked the user's sign-in (block_sign_in):
+    ``unblock-signin-blocked-<tenant>-<hash of the user id>``. Only such an account may be run
+    on while disabled; one an administrator disabled stays out of reach (AccountDisabled)."""
+    return _account_variable(SIGN_IN_BLOCK_PREFIX, tenant, user_id)
+
+
+def _account_variable(prefix: str, tenant: str, key: str) -> str:
     if not _TENANT_SLUG.fullmatch(tenant):
         raise ValueError("tenant profile names are lower-case letters, digits and dashes")
-    digest = hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:32]
-    return f"{COUNTER_PREFIX}{tenant}-{digest}"
+    digest = hashlib.sha256(key.strip().lower().encode("utf-8")).hexdigest()[:32]
+    return f"{prefix}{tenant}-{digest}"
 
 
 def counter_value(previous: int, when: datetime) -> dict[str, int | str]:

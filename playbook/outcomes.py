@@ -22,6 +22,7 @@ class Outcome(StrEnum):
     UNBLOCK_LIMIT_REACHED = "UnblockLimitReached"
     PRIVILEGED_ACCOUNT = "PrivilegedAccount"
     PASSWORD_NOT_RESET = "PasswordNotReset"  # noqa: S105 - a state name, not a password
+    EVICTION_INCOMPLETE = "EvictionIncomplete"
     STEP_FAILED = "StepFailed"
     # verify-unblock
     VERIFIED = "Verified"
@@ -73,6 +74,9 @@ _SUMMARIES: dict[Outcome, str] = {
     Outcome.PASSWORD_NOT_RESET: "The unblock was refused: the directory shows no password change "
     "newer than the restriction, so the attacker's password may still work. The account stays "
     "on the Restricted users list.",
+    Outcome.EVICTION_INCOMPLETE: "An eviction action the approver ticked could not be "
+    "completed, so the account was not unblocked: the approval was for the account without "
+    "those footholds. The report lists what was and was not removed.",
     Outcome.STEP_FAILED: "A step failed; see the step table and the run logs.",
     Outcome.VERIFIED: "The account has left the Restricted users list.",
     Outcome.RECHECK_SCHEDULED: "The account is still listed (removal propagating); another check "

@@ -263,6 +263,20 @@ class UnblockRequest(_Params):
         description="Only read: report what would be done, change nothing (no reset, no removal, "
         "no secret).",
     )
+    block_sign_in: bool = Field(
+        default=False,
+        description="Containment: block sign-in (accountEnabled=false) right after the password "
+        "reset. Only the approval re-enables it (a checkbox); a rejected or expired run leaves it "
+        "blocked. An account holding an admin role needs the Privileged Authentication "
+        "Administrator role on the app.",
+    )
+    suspicion_window_days: int = Field(
+        default=7,
+        ge=1,
+        le=30,
+        description="The evidence covers this many days before the restriction, until now: "
+        "sign-in methods registered, sign-ins, app consents and sent mail in it are examined.",
+    )
     approval_timeout_minutes: float = Field(
         default=60,
         gt=0,

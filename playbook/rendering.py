@@ -211,6 +211,7 @@ def render_approval(
     timeout_minutes: float,
     evidence_link: str | None,
     evidence_key: str,
+    plan: EvictionPlan | None = None,
 ) -> str:
     """The short Markdown above the approval form: the risk line, the restricted entry, the key
     findings, what approving does, and the link to the full evidence (``render_evidence``)."""
@@ -226,13 +227,19 @@ def render_approval(
         timeout_minutes=timeout_minutes,
         evidence_link=evidence_link,
         evidence_key=evidence_key,
+        actions=plan.actions if plan is not None else (),
     )
 
 
-def render_evidence(report: RunReport, *, evidence: Evidence) -> str:
+def render_evidence(
+    report: RunReport, *, evidence: Evidence, plan: EvictionPlan | None = None
+) -> str:
     """The full evidence for the approver, a Markdown artifact of its own: one section per kind
-    of evidence, then the user, the Restricted users entry and the steps so far."""
-    return render("evidence.md.j2", r=report, ev=evidence, findings=key_findings(evidence))
+    of evidence (the eviction sections included), then the user, the Restricted users entry and
+    the steps so far."""
+    return render(
+        "evidence.md.j2", r=report, ev=evidence, findings=key_findings(evidence), plan=plan
+    )
 
 
 def render_privileged_approval(

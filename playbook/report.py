@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from m365.models import RestrictedSender, User
 
+from .eviction import EvictionRecord
 from .outcomes import Outcome
 
 StepStatus = Literal["done", "skipped", "failed", "would run"]
@@ -63,5 +64,8 @@ class RunReport(BaseModel):
     outcome_detail: str = ""
     next_steps: list[str] = Field(default_factory=list)
     planned: list[str] = Field(default_factory=list)  # dry run: what would have been done
+    # block_sign_in: True while sign-in stays blocked by this run (only the approval re-enables it)
+    sign_in_blocked: bool = False
+    evictions: list[EvictionRecord] = Field(default_factory=list)  # the ticked eviction actions
     verification_run: str | None = None
     verification_at: datetime | None = None

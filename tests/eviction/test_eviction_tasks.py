@@ -89,7 +89,15 @@ def test_the_compromised_account_is_flagged_and_nothing_is_written(
     assert ev.sent_mail.busiest_hour == 40
     assert emulator.writes() == []
     findings = key_findings(ev)
-    assert len(findings) == 8 and "2 IP addresses not seen before (see the evidence)." in findings
+    assert (
+        "Sign-ins from a country not seen before: NG (3 sign-ins, 1 failed); 2 IP addresses not "
+        "seen before (see the evidence)." in findings
+    )
+    assert (
+        "Delegate outside the organisation: rob.young.invoices@gmail.com (Full Access, Send As, "
+        "Send on Behalf)." in findings
+    )
+    assert len(findings) == 5  # method, sign-ins, app, delegate, sent mail
 
 
 def test_the_clean_account_shows_nothing_flagged(tenant: str, emulator: Emulator) -> None:
@@ -108,7 +116,7 @@ def test_without_entra_id_p1_sign_ins_say_so_and_the_rest_is_read(
     ev = _gather(tenant, emulator, ROB)
     assert ev.sign_ins.check.reason == "needs Entra ID P1"
     assert ev.methods.check.ok and ev.grants.check.ok and ev.delegates.check.ok
-    assert "Sign-ins: needs Entra ID P1." in key_findings(ev)
+    assert "Not checked: sign-ins (needs Entra ID P1)." in key_findings(ev)
 
 
 def test_an_app_without_the_permissions_gets_not_checked_lines(
