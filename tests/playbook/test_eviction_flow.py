@@ -340,3 +340,24 @@ def test_key_findings_of_the_demo_account_fit_the_approval(emulator: Emulator) -
     findings = [line for line in description.splitlines() if line.startswith("- ")]
     assert 1 < len(findings) <= 8
     assert "more finding(s) in the full evidence" in description
+
+
+def test_the_dry_run_plan_lists_the_containment_and_each_eviction_action(
+    emulator: Emulator,
+) -> None:
+    from .conftest import run_unblock
+
+    state = run_unblock(account=ROB, block_sign_in=True, dry_run=True)
+    assert state.name == "DryRun", state.message
+    assert emulator.writes() == []
+    report = _report(state.state_details.flow_run_id)
+    assert "Block sign-in (accountEnabled false) right after the reset" in report
+    for title in (
+        "Remove the flagged sign-in methods (Microsoft Authenticator Galaxy S21)",
+        "Revoke the flagged app consents (Mail Sync Pro",
+        "Remove the flagged mailbox delegates (Full Access",
+        "Re-enable sign-in",
+    ):
+        assert f"Offer in the approval form, unticked: {title}" in report, title
+    assert "revoke the sessions again" in report
+    assert "203.0.113.45" not in report  # personal data stays out of the report
