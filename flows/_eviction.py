@@ -228,9 +228,17 @@ def restore_sign_in(
         journal.skipped("enable_sign_in", "not ticked: sign-in stays blocked")
         report.next_steps.append(REENABLE_HINT)
         return None
-    with journal.step("enable_sign_in") as step:
-        record = enable_sign_in(req.tenant, user.id)
-        step.note(record.detail, *record.request_ids)
+    try:
+        with journal.step("enable_sign_in") as step:
+            record = enable_sign_in(req.tenant, user.id)
+            step.note(record.detail, *record.request_ids)
+    except M365Error as exc:
+        # A ticked action that could not be done: the run stops before the unblock.
+        record = EvictionRecord(
+            action=ActionKind.ENABLE_SIGN_IN,
+            account=user.id,
+            failed=((user.id, f"refused by Microsoft ({type(exc).__name__})"),),
+        )
     report.evictions.append(record)
     report.sign_in_blocked = not record.ok
     return record
@@ -258,11 +266,8 @@ def planned_containment(req: UnblockRequest) -> list[str]:
     ]
 
 
-def planned_offers(
-    req: UnblockRequest, plan: EvictionPlan | None, *, sign_in_blocked: bool
-) -> list[str]:
-    """The dry-run plan's eviction lines: what the approval form would offer, unticked.
-    ``sign_in_blocked``: an earlier run of the playbook blocked it."""
+def planned_offers(req: UnblockRequest, plan: EvictionPlan | None) -> list[str]:
+    """The dry-run plan's eviction lines: what the approval form would offer, unticked."""
     lines: list[str] = []
     for action in plan.actions if plan is not None else ():
         on = "; ".join(t.label for t in action.targets)
@@ -272,6 +277,6 @@ def planned_offers(
         )
     if plan is not None and any(a.kind in REMOVALS for a in plan.actions):
         lines.append("After an eviction action that changed something: revoke the sessions again.")
-    if req.block_sign_in or sign_in_blocked:
+    if req.block_sign_in:
         lines.append("Offer in the approval form, unticked: Re-enable sign-in.")
     return lines

@@ -89,7 +89,6 @@ from playbook.rendering import (
 )
 from playbook.report import ApprovalRecord, RunReport, utcnow
 from tasks._logging import run_logger
-from tasks.block_sign_in import read_sign_in_block
 from tasks.clear_forwarding import clear_forwarding
 from tasks.confirm_unblock import confirm_unblock
 from tasks.count_unblocks import read_unblock_count, record_unblock
@@ -168,9 +167,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
         user = resolve_account(req.tenant, req.account)
         step.note(f"{user.user_principal_name} ({user.id})")
     report.user = user
-    if not user.account_enabled:
-        report.sign_in_blocked = read_sign_in_block(req.tenant, user.id)
-    if (stop := account_stop(user, blocked_by_playbook=report.sign_in_blocked)) is not None:
+    if (stop := account_stop(user)) is not None:
         return journal.finish(stop)
     with journal.step("review_admin_roles") as step:
         roles = review_admin_roles(req.tenant, user.id).roles
@@ -594,7 +591,7 @@ def _dry_run(
             "Review sign-in methods, sign-ins, app consents, mailbox delegates and sent mail "
             f"from {req.suspicion_window_days} day(s) before the restriction until now.",
             f"Ask for approval (timeout {req.approval_timeout_minutes} minutes).",
-            *planned_offers(req, eviction, sign_in_blocked=journal.report.sign_in_blocked),
+            *planned_offers(req, eviction),
             f"If approved: remove {entry.sender_address} from the Restricted users list with the "
             f"reason: {unblock_reason(req.ticket, '<approver>')}.",
             "Re-read the list to confirm the removal.",

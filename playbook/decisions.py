@@ -17,10 +17,11 @@ REASON_MAX_LENGTH = 240
 _NOT_TEXT = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
-def account_stop(user: User, *, blocked_by_playbook: bool = False) -> Outcome | None:
+def account_stop(user: User) -> Outcome | None:
     """Why the playbook must not touch this account, or None to go ahead. A disabled account is
-    left alone unless this playbook disabled it (``block_sign_in`` of an earlier run)."""
-    if not user.account_enabled and not blocked_by_playbook:
+    always left alone, even one an earlier run blocked (block_sign_in): whoever can write to
+    Prefect could forge any marker saying so, and re-enabling is an administrator's call."""
+    if not user.account_enabled:
         return Outcome.ACCOUNT_DISABLED
     if user.on_premises_sync_enabled:
         return Outcome.SYNCED_FROM_ON_PREMISES

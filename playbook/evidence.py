@@ -434,12 +434,14 @@ def key_findings(ev: Evidence, *, limit: int = MAX_KEY_FINDINGS) -> tuple[Findin
     """The approver's short list: what needs attention first, then what was checked and found
     clean. At most ``limit`` lines; the rest is in the full evidence. Later evidence kinds add
     their lines here (and a section to ``templates/evidence.md.j2``)."""
+    pinned: list[Finding] = []
     alerts: list[Finding] = []
     clean: list[Finding] = []
     if ev.password is not None:
         changed = ev.password.last_password_change
         if ev.password.ok:
-            clean.append(
+            # First whatever else there is: the fact the unblock rests on.
+            pinned.append(
                 Finding(
                     text=f"Password changed {when(changed)}, after the restriction: reset "
                     "confirmed."
@@ -489,7 +491,7 @@ def key_findings(ev: Evidence, *, limit: int = MAX_KEY_FINDINGS) -> tuple[Findin
     if ev.eviction is not None:
         for text, alert in eviction_key_lines(ev.eviction):
             (alerts if alert else clean).append(Finding(text=text, alert=alert))
-    found = [*alerts, *clean]
+    found = [*pinned, *alerts, *clean]
     if len(found) > limit:
         rest = len(found) - (limit - 1)
         found = [*found[: limit - 1], Finding(text=f"{rest} more finding(s) in the full evidence.")]
@@ -588,7 +590,6 @@ def same_person(a: str, b: str) -> bool:
 # Microsoft documents that a cap exists but not its value [UNCONFIRMED]; the emulator uses 3.
 DEFAULT_ASSUMED_CAP = 3
 COUNTER_PREFIX = "unblock-count-"
-SIGN_IN_BLOCK_PREFIX = "unblock-signin-blocked-"
 _TENANT_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 
 
@@ -602,21 +603,10 @@ def counter_variable_name(tenant: str, address: str) -> str:
     Variable per account, because a Variable value is capped at 5000 characters and two runs
     for different accounts then never overwrite each other.
     """
-    return _account_variable(COUNTER_PREFIX, tenant, address)
-
-
-def sign_in_block_variable_name(tenant: str, user_id: str) -> str:
-    """The Prefect Variable that says this playbook blocked the user's sign-in (block_sign_in):
-    ``unblock-signin-blocked-<tenant>-<hash of the user id>``. Only such an account may be run
-    on while disabled; one an administrator disabled stays out of reach (AccountDisabled)."""
-    return _account_variable(SIGN_IN_BLOCK_PREFIX, tenant, user_id)
-
-
-def _account_variable(prefix: str, tenant: str, key: str) -> str:
     if not _TENANT_SLUG.fullmatch(tenant):
         raise ValueError("tenant profile names are lower-case letters, digits and dashes")
-    digest = hashlib.sha256(key.strip().lower().encode("utf-8")).hexdigest()[:32]
-    return f"{prefix}{tenant}-{digest}"
+    digest = hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()[:32]
+    return f"{COUNTER_PREFIX}{tenant}-{digest}"
 
 
 def counter_value(previous: int, when: datetime) -> dict[str, int | str]:

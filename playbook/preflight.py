@@ -215,7 +215,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         api=Api.EXCHANGE,
         permissions=(EXCHANGE_MANAGE_AS_APP,),
         roles=_EXO_WRITE_ROLES,
-        condition="only when containment disables rules",
+        condition="only when the approver ticks it",
         why="Disable-InboxRule",
     ),
     Requirement(
@@ -224,7 +224,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
         api=Api.EXCHANGE,
         permissions=(EXCHANGE_MANAGE_AS_APP,),
         roles=_EXO_WRITE_ROLES,
-        condition="only when containment clears forwarding",
+        condition="only when the approver ticks it",
         why="Set-Mailbox -ForwardingSmtpAddress $null",
     ),
     Requirement(

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
-from prefect.variables import Variable
 
 from playbook.clients import clients_for
 from playbook.eviction import ActionKind, EvictionRecord, sign_in_record
-from playbook.evidence import sign_in_block_variable_name
 
 from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
@@ -41,7 +39,5 @@ def enable_sign_in(tenant: str, user_id: str) -> EvictionRecord:
         after=after,
         request_ids=request_ids,
     )
-    if record.ok:
-        Variable.unset(sign_in_block_variable_name(tenant, user_id))
     log.info("Re-enable sign-in: %s", record.detail)
     return record

@@ -252,11 +252,13 @@ def test_key_findings_put_what_needs_attention_first_and_stay_short() -> None:
     lines = key_findings(ev)
     assert len(lines) == MAX_KEY_FINDINGS  # more than eight findings: cut, with a pointer
     assert lines[-1].text.endswith("more finding(s) in the full evidence.")
-    assert lines[0].text == (
+    # the fact the unblock rests on comes first, then what needs attention
+    assert lines[0].text.startswith("Password changed") and not lines[0].alert
+    assert lines[1].text == (
         'Hidden inbox rule "." forwards to invoices.rob.young@gmail.com (external) '
         "and deletes mail."
     )
-    assert lines[0].alert
+    assert lines[1].alert
     clean = key_findings(Evidence(account="rob@contoso.com", password=ok))
     assert [f.text for f in clean] == [
         "Password changed 2024-05-15 06:12:31 UTC, after the restriction: reset confirmed.",
@@ -265,7 +267,7 @@ def test_key_findings_put_what_needs_attention_first_and_stay_short() -> None:
     ]
     assert not any(f.alert for f in clean)
     with_fwd = key_findings(Evidence(account="rob@contoso.com", forwarding=fwd, password=ok))
-    assert with_fwd[0].text == (
+    assert with_fwd[1].text == (
         "Mailbox forwarding to invoices.rob.young@gmail.com (external), keeping a copy."
     )
     assert available_cleanups(ev) == (CleanUp.DISABLE_SUSPICIOUS_RULES, CleanUp.CLEAR_FORWARDING)

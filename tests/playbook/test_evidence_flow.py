@@ -153,7 +153,7 @@ def test_rob_approval_shows_the_risk_the_hidden_rule_and_the_forwarding(
     )
     assert md("reset confirmed.") in description
     assert md("probably the last unblock before Microsoft's cap") in description
-    assert md("Tick a clean-up below") in description
+    assert md("Tick a clean-up or an eviction action below") in description
     # the details live in the full evidence artifact
     evidence = artifact_markdown(paused.id, "unblock-evidence")
     assert '**Rule 2: "\\."** \\(suspicious\\)' in evidence
