@@ -2,8 +2,9 @@
 and one sample unblock run paused for approval.
 
 ``python -m playbook.demo`` prints the UI link of the paused run and serves until Ctrl-C.
-``python -m playbook.demo --smoke`` approves the run itself, prints the report and exits 0
-(non-zero on any failure).
+``python -m playbook.demo --smoke`` approves the run itself with every offered clean-up and
+eviction action ticked, prints the evidence and the report and exits 0 (non-zero on any failure).
+The sample run blocks sign-in at the start (``block_sign_in``).
 
 Ctrl-C (SIGINT), SIGTERM and SIGHUP (a closed terminal) stop every process the demo started,
 within 10 s, and free their ports. ``make demo`` forwards SIGTERM to the demo;
@@ -29,6 +30,7 @@ from .localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server, st
 DEMO_ACCOUNT = "rob@contoso.com"
 # Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
 APPROVAL_DESCRIPTION_KEY = "paused-approve-unblock-1-description"
+APPROVAL_SCHEMA_KEY = "paused-approve-unblock-1-schema"
 DEMO_TENANT = "contoso"
 # The signals that stop the demo, and how long stopping may take: flows.serve (with the paused
 # run's process) and the emulator get STOP_GRACE_SERVE seconds, then the server gets
@@ -264,6 +266,7 @@ def start_sample_run(*, verification_delay_minutes: float) -> Any:
                 "tenant": DEMO_TENANT,
                 "ticket": "DEMO-1",
                 "requested_by": "demo-analyst",
+                "block_sign_in": True,
                 "verification_delay_minutes": verification_delay_minutes,
             }
         },
@@ -289,6 +292,17 @@ def print_approval(run_id: Any) -> None:
     if "Risk:" not in text:
         raise DemoError("the approval form shows no compromise evidence")
     print(text, flush=True)
+
+
+def offered_checkboxes(run_id: Any) -> list[str]:
+    """Every clean-up and eviction checkbox the paused run's form offers (the smoke test ticks
+    them all, as an approver who agrees with every finding would)."""
+    from prefect import get_client
+
+    with get_client(sync_client=True) as client:
+        raw = client.read_flow_run_input(run_id, APPROVAL_SCHEMA_KEY)
+    properties = json.loads(raw).get("properties", {})
+    return [name for name, spec in properties.items() if spec.get("type") == "boolean"]
 
 
 def print_report(run_id: Any) -> None:
@@ -370,7 +384,12 @@ def main(argv: list[str] | None = None) -> int:
             _log(f"paused at {link}; approving as smoke-test")
             resume_flow_run(
                 run_id,
-                run_input={"decision": "approve", "approver": "smoke-test", "comment": "automatic"},
+                run_input={
+                    "decision": "approve",
+                    "approver": "smoke-test",
+                    "comment": "automatic",
+                    **{box: True for box in offered_checkboxes(run_id)},
+                },
             )
             _wait_for_state(run_id, {"COMPLETED"}, 180)
             print_report(run_id)
