@@ -5,13 +5,26 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
-from tests.e2e.harness import ARTIFACTS, EmulatorProcess, postgres_bin
+from tests.e2e.harness import (
+    ARTIFACTS,
+    PYTHON,
+    ApiClient,
+    EmulatorProcess,
+    ManagedProcess,
+    PrefectServer,
+    postgres_bin,
+    wait_for,
+)
 
 LOGS = ARTIFACTS / "e2e-logs"
+AUTH = "soc-analyst:e2e-Basic-auth-0nly"  # throw-away credential of a loopback test server
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,3 +67,86 @@ def need_chromium() -> None:
 def need_postgres() -> None:
     if postgres_bin() is None:
         pytest.skip("PostgreSQL server is not installed (scripts/install-system-deps.sh)")
+
+
+# -- the browser suites: one real stack per module, driven through the V2 UI ------------------
+
+
+@dataclass
+class UiStack:
+    server: PrefectServer
+    api: ApiClient
+    tenant: EmulatorProcess
+    deployment: dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def ui_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+    e2e_logs: Path,
+    tenant_process: EmulatorProcess,
+    request: pytest.FixtureRequest,
+) -> Iterator[UiStack]:
+    """A real server with basic auth, the "contoso" block and ``flows.serve`` running the
+    unblock flows against this module's emulated tenant."""
+    need_chromium()
+    logs = request.module.__name__.rsplit(".", 1)[-1]
+    from tests.e2e.harness import save_tenant_block
+
+    t0 = time.monotonic()
+    server = PrefectServer(
+        home=tmp_path_factory.mktemp("ui-prefect-home"),
+        log_path=e2e_logs / f"{logs}-server.log",
+        auth_string=AUTH,
+    )
+    serve: ManagedProcess | None = None
+    api: ApiClient | None = None
+    try:
+        server.start()
+        record_timing("ui prefect server start", server.startup_seconds[-1])
+        api = server.client()
+        save_tenant_block(server, tenant_process.tenant_config("contoso", "playbook"), "contoso")
+        serve = ManagedProcess(
+            "flows.serve",
+            [PYTHON, "-m", "flows.serve", "--only", "unblock-user", "verify-unblock"],
+            server.client_env(
+                {
+                    "PREFECT_RUNNER_POLL_FREQUENCY": "1",
+                    "UNBLOCK_APPROVAL_POLL_SECONDS": "1",
+                    # The links the flows write (the evidence link) open the V2 UI.
+                    "PREFECT_UI_URL": server.url + "/v2",
+                }
+            ),
+            e2e_logs / f"{logs}-serve.log",
+        ).start()
+        client = api
+
+        def deployed() -> dict[str, Any] | None:
+            assert serve is not None
+            if not serve.alive():
+                raise RuntimeError(f"flows.serve exited; see {serve.log_path}")
+            try:
+                return client.deployment("unblock-user", "unblock-user")
+            except httpx.HTTPStatusError:
+                return None
+
+        t1 = time.monotonic()
+        deployment = wait_for(deployed, timeout=120, interval=0.5, what="unblock-user deployment")
+        record_timing("ui flows.serve until deployment exists", time.monotonic() - t1)
+        record_timing("ui stack start (server+block+serve)", time.monotonic() - t0)
+        yield UiStack(server, api, tenant_process, deployment)
+    finally:
+        # Order matters: the runner pauses its deployments on shutdown, so stop it first.
+        if serve is not None:
+            serve.stop(term_timeout=10)
+        if api is not None:
+            api.close()
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(ui_stack: UiStack) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        yield pw

@@ -17,8 +17,6 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -27,101 +25,22 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from playbook.rendering import markdown_to_text
 from tests.e2e.browser import Recorder, recorded_page
-from tests.e2e.conftest import need_chromium, record_timing
+from tests.e2e.conftest import AUTH, UiStack, record_timing
 from tests.e2e.harness import (
     ARTIFACTS,
-    PYTHON,
     TERMINAL,
     ApiClient,
-    EmulatorProcess,
-    ManagedProcess,
-    PrefectServer,
     wait_for,
 )
 
 pytestmark = pytest.mark.e2e
 
-AUTH = "soc-analyst:e2e-Basic-auth-0nly"  # throw-away credential of a loopback test server
 REPORT_KEY = "unblock-user-report"
 EVIDENCE_KEY = "unblock-evidence"
 SHOTS = ARTIFACTS / "screenshots"
 TICKET = "INC-4711"
 APPROVER = "Seán O'Brien"  # a name people have: an accent and an apostrophe
 ACCOUNT_FIELD_RULE = "account: an e-mail address such as rob@contoso.com"
-
-
-@dataclass
-class UiStack:
-    server: PrefectServer
-    api: ApiClient
-    tenant: EmulatorProcess
-    deployment: dict[str, Any]
-
-
-@pytest.fixture(scope="module")
-def ui_stack(
-    tmp_path_factory: pytest.TempPathFactory, e2e_logs: Path, tenant_process: EmulatorProcess
-) -> Iterator[UiStack]:
-    need_chromium()
-    from tests.e2e.harness import save_tenant_block
-
-    t0 = time.monotonic()
-    server = PrefectServer(
-        home=tmp_path_factory.mktemp("ui-prefect-home"),
-        log_path=e2e_logs / "ui-server.log",
-        auth_string=AUTH,
-    )
-    serve: ManagedProcess | None = None
-    api: ApiClient | None = None
-    try:
-        server.start()
-        record_timing("ui prefect server start", server.startup_seconds[-1])
-        api = server.client()
-        save_tenant_block(server, tenant_process.tenant_config("contoso", "playbook"), "contoso")
-        serve = ManagedProcess(
-            "flows.serve",
-            [PYTHON, "-m", "flows.serve", "--only", "unblock-user", "verify-unblock"],
-            server.client_env(
-                {
-                    "PREFECT_RUNNER_POLL_FREQUENCY": "1",
-                    "UNBLOCK_APPROVAL_POLL_SECONDS": "1",
-                    # The links the flows write (the evidence link) open the V2 UI.
-                    "PREFECT_UI_URL": server.url + "/v2",
-                }
-            ),
-            e2e_logs / "ui-serve.log",
-        ).start()
-        client = api
-
-        def deployed() -> dict[str, Any] | None:
-            assert serve is not None
-            if not serve.alive():
-                raise RuntimeError(f"flows.serve exited; see {serve.log_path}")
-            try:
-                return client.deployment("unblock-user", "unblock-user")
-            except httpx.HTTPStatusError:
-                return None
-
-        t1 = time.monotonic()
-        deployment = wait_for(deployed, timeout=120, interval=0.5, what="unblock-user deployment")
-        record_timing("ui flows.serve until deployment exists", time.monotonic() - t1)
-        record_timing("ui stack start (server+block+serve)", time.monotonic() - t0)
-        yield UiStack(server, api, tenant_process, deployment)
-    finally:
-        # Order matters: the runner pauses its deployments on shutdown, so stop it first.
-        if serve is not None:
-            serve.stop(term_timeout=10)
-        if api is not None:
-            api.close()
-        server.stop()
-
-
-@pytest.fixture(scope="module")
-def browser(ui_stack: UiStack) -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        yield pw
 
 
 @pytest.fixture(scope="module")
