@@ -67,7 +67,7 @@ def contain_sign_in(req: UnblockRequest, journal: Journal, user: User) -> None:
     goes on, and the approver sees sign-in still enabled in the evidence."""
     try:
         with journal.step("block_sign_in") as step:
-            record = block_sign_in(req.tenant, user.id)
+            record = _named(block_sign_in(req.tenant, user.id), user)
             step.note(record.detail, *record.request_ids)
     except M365Error as exc:
         journal.report.next_steps.append(
@@ -230,7 +230,7 @@ def restore_sign_in(
         return None
     try:
         with journal.step("enable_sign_in") as step:
-            record = enable_sign_in(req.tenant, user.id)
+            record = _named(enable_sign_in(req.tenant, user.id), user)
             step.note(record.detail, *record.request_ids)
     except M365Error as exc:
         # A ticked action that could not be done: the run stops before the unblock.
@@ -238,6 +238,7 @@ def restore_sign_in(
             action=ActionKind.ENABLE_SIGN_IN,
             account=user.id,
             failed=((user.id, f"refused by Microsoft ({type(exc).__name__})"),),
+            labels=((user.id, user.user_principal_name),),
         )
     report.evictions.append(record)
     report.sign_in_blocked = not record.ok
@@ -250,6 +251,11 @@ def _run_removal(req: UnblockRequest, user: User, action: PlannedAction) -> Evic
     if action.kind is ActionKind.REVOKE_OAUTH_GRANTS:
         return revoke_oauth_grants(req.tenant, user.id, action.targets)
     return remove_mailbox_delegates(req.tenant, user.user_principal_name, action.targets)
+
+
+def _named(record: EvictionRecord, user: User) -> EvictionRecord:
+    """The report names the account, not its object id."""
+    return record.model_copy(update={"labels": ((user.id, user.user_principal_name),)})
 
 
 def _labelled(record: EvictionRecord, action: PlannedAction) -> EvictionRecord:

@@ -63,8 +63,8 @@ class UnblockApproval(RunInput):
     decision: Decision = Field(
         title="Decision",
         description="approve: remove the account from the Restricted users list (after the "
-        "clean-ups ticked below, if any). reject: leave it restricted; the password reset "
-        "stands.",
+        "clean-ups and eviction actions ticked below, if any). reject: leave it restricted; "
+        "the password reset stands.",
     )
     approver: ApproverName = Field(
         description="Your name or username (recorded in the audit report and in the unblock "

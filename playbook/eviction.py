@@ -781,7 +781,7 @@ class EvictionEvidence(_Frozen):
             parts.append("sign-ins from a new country or address")
         if n := len(self.grants.flagged):
             parts.append(_n(n, "app") + " with mail access")
-        if n := len(self.delegates.flagged):
+        if n := len({d.address or d.delegate for d in self.delegates.flagged}):
             parts.append(_n(n, "mailbox delegate") + " outside the organisation")
         return tuple(parts)
 
@@ -937,7 +937,7 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
                 targets=tuple(
                     ActionTarget(
                         id=m.id,
-                        label=f"{m.label}" + (f" {m.display_name}" if m.display_name else ""),
+                        label=m.label + (f' "{m.display_name}"' if m.display_name else ""),
                         method_type=m.method_type,
                     )
                     for m in methods
@@ -968,9 +968,8 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
                 kind=ActionKind.REMOVE_MAILBOX_DELEGATES,
                 title=ACTION_TITLES[ActionKind.REMOVE_MAILBOX_DELEGATES],
                 what=(
-                    "Removes Full Access (Remove-MailboxPermission), Send As "
-                    "(Remove-RecipientPermission) and Send on Behalf (Set-Mailbox "
-                    "-GrantSendOnBehalfTo @{remove=...}) for each flagged delegate only."
+                    "Removes the Full Access, Send As and Send on Behalf permissions of each "
+                    "flagged delegate; the other delegates keep theirs."
                 ),
                 impact="The delegate can no longer open the mailbox or send as the user.",
                 undo="An Exchange admin can grant the permission again.",

@@ -5,6 +5,7 @@ Full Access, Send As and Send on Behalf, sign-ins from a new country, a spam bur
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -43,7 +44,7 @@ def _input(run_id: Any, key: str) -> Any:
 
 def _plain(markdown: str) -> str:
     """The text as the reader sees it (values are escaped for Markdown)."""
-    return markdown.replace("\\", "")
+    return html.unescape(markdown.replace("\\", ""))
 
 
 def _description(run_id: Any) -> str:
@@ -358,7 +359,7 @@ def test_the_dry_run_plan_lists_the_containment_and_each_eviction_action(
     report = _report(state.state_details.flow_run_id)
     assert "Block sign-in (accountEnabled false) right after the reset" in report
     for title in (
-        "Remove the flagged sign-in methods (Microsoft Authenticator Galaxy S21)",
+        'Remove the flagged sign-in methods (Microsoft Authenticator "Galaxy S21")',
         "Revoke the flagged app consents (Mail Sync Pro",
         "Remove the flagged mailbox delegates (Full Access",
         "Re-enable sign-in",
