@@ -791,6 +791,19 @@ def key_findings(ev: EvictionEvidence) -> tuple[str, ...]:
     return tuple(text for text, _ in eviction_key_lines(ev))
 
 
+def not_checked_line(ev: EvictionEvidence) -> str | None:
+    """One line naming every item that could not be read, and why (None if all were read)."""
+    if not ev.not_checked:
+        return None
+    return (
+        "Not checked: "
+        + "; ".join(
+            f"{name} ({reason.removeprefix('not checked: ')})" for name, reason in ev.not_checked
+        )
+        + "."
+    )
+
+
 def eviction_key_lines(ev: EvictionEvidence) -> tuple[tuple[str, bool], ...]:
     """(line, alert) for the approval description, one line per foothold (a delegate holding
     several permissions is one line), so they fit the description's eight lines. What could not
@@ -836,18 +849,8 @@ def eviction_key_lines(ev: EvictionEvidence) -> tuple[tuple[str, bool], ...]:
         delegates.setdefault(d.address or d.delegate, []).append(DELEGATE_LABELS[d.kind])
     for who, kinds in delegates.items():
         lines.append((f"Delegate outside the organisation: {who} ({', '.join(kinds)}).", True))
-    if ev.not_checked:
-        lines.append(
-            (
-                "Not checked: "
-                + "; ".join(
-                    f"{name} ({reason.removeprefix('not checked: ')})"
-                    for name, reason in ev.not_checked
-                )
-                + ".",
-                True,
-            )
-        )
+    if unread := not_checked_line(ev):
+        lines.append((unread, True))
     sent = ev.sent_mail
     if sent.check.ok and sent.messages:
         lines.append(

@@ -30,7 +30,7 @@ from m365.models import DirectoryRole, InboxRule, MailboxForwarding, RestrictedS
 from .addresses import domain_of as domain_of
 from .addresses import is_external
 from .addresses import tenant_domains as tenant_domains
-from .eviction import EvictionEvidence, eviction_key_lines
+from .eviction import EvictionEvidence, eviction_key_lines, not_checked_line
 
 # Folders an attacker moves mail to so the owner does not see replies or bounces
 # (Microsoft's guidance names RSS, Notes and Junk; "Conversation History" is used the same way).
@@ -489,8 +489,13 @@ def key_findings(ev: Evidence, *, limit: int = MAX_KEY_FINDINGS) -> tuple[Findin
     if ev.errors:
         alerts.append(Finding(text="Could not be read: " + "; ".join(ev.errors) + ".", alert=True))
     if ev.eviction is not None:
+        # What was not looked at stays in view, next to the password, however much was flagged.
+        unread = not_checked_line(ev.eviction)
+        if unread:
+            pinned.append(Finding(text=unread, alert=True))
         for text, alert in eviction_key_lines(ev.eviction):
-            (alerts if alert else clean).append(Finding(text=text, alert=alert))
+            if text != unread:
+                (alerts if alert else clean).append(Finding(text=text, alert=alert))
     found = [*pinned, *alerts, *clean]
     if len(found) > limit:
         rest = len(found) - (limit - 1)
