@@ -242,6 +242,9 @@ def restore_sign_in(
         )
     report.evictions.append(record)
     report.sign_in_blocked = not record.ok
+    if record.ok and report.user is not None:
+        # The report's user block shows the account as the run leaves it.
+        report.user = report.user.model_copy(update={"account_enabled": True})
     return record
 
 
