@@ -24,7 +24,7 @@ from .params import (
     Expected,
     canonical_name,
 )
-from .rendering import chat_text
+from .rendering import form_text
 
 # No control characters, no line/paragraph separators, no bidi overrides. Written with \u
 # escapes so the same pattern works in the server (Python re), pydantic (the same, through
@@ -128,7 +128,7 @@ def unblock_form(
 def eviction_field_text(action: PlannedAction) -> str:
     """The checkbox's description: on what, what it does, its impact, whether it can be undone."""
     # Labels carry names the attacker chose (a device, an app): inert as plain chat text.
-    on = "; ".join(chat_text(t.label) for t in action.targets[:5])
+    on = "; ".join(form_text(t.label) for t in action.targets[:5])
     more = f" and {len(action.targets) - 5} more" if len(action.targets) > 5 else ""
     return (
         f"With approve, first: {action.what} On: {on}{more}. Impact: {action.impact} {action.undo}"

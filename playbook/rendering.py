@@ -106,6 +106,26 @@ def chat_text(value: object) -> str:
     return plain_text(value).translate(_CHAT_LOOKALIKES)
 
 
+# A name from the tenant (a device, an app) shown in a form field's help text: besides links and
+# tags, no emphasis, code or template braces, whatever renders that text.
+_FORM_LOOKALIKES = str.maketrans(
+    {
+        "*": "\N{ASTERISK OPERATOR}",
+        "_": "\N{FULLWIDTH LOW LINE}",
+        "`": "\N{MODIFIER LETTER GRAVE ACCENT}",
+        "{": "\N{FULLWIDTH LEFT CURLY BRACKET}",
+        "}": "\N{FULLWIDTH RIGHT CURLY BRACKET}",
+        "#": "\N{FULLWIDTH NUMBER SIGN}",
+        "|": "\N{FULLWIDTH VERTICAL LINE}",
+    }
+)
+
+
+def form_text(value: object) -> str:
+    """``value`` as inert plain text for a form field's description (see ``chat_text``)."""
+    return chat_text(value).translate(_FORM_LOOKALIKES)
+
+
 def _finalize(value: Any) -> Markup:
     # Markup only comes from the templates themselves (macro output); every other value is data.
     if isinstance(value, Markup):

@@ -367,3 +367,46 @@ def test_the_dry_run_plan_lists_the_containment_and_each_eviction_action(
         assert f"Offer in the approval form, unticked: {title}" in report, title
     assert "revoke the sessions again" in report
     assert "203.0.113.45" not in report  # personal data stays out of the report
+
+
+# -- names the attacker chose are rendered inert -------------------------------------------------
+
+# A device name and an app name are the attacker's to choose: links, HTML, template syntax and a
+# line break that tries to start a list item of its own.
+HOSTILE = "Pixel](https://evil.example/x) <img src=x onerror=alert(1)> **now** {{7*7}}\n- fake"
+
+
+@pytest.fixture(scope="module")
+def hostile_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    seed = load_seed(demo_seed_path()).model_dump()
+    rob = next(u for u in seed["tenants"][0]["users"] if u["upn"] == ROB)
+    next(m for m in rob["auth_methods"] if m["type"] == "microsoftAuthenticator")[
+        "display_name"
+    ] = HOSTILE
+    next(g for g in rob["oauth_grants"] if "Mail.Send" in g["scopes"])["app"] = HOSTILE
+    emu = Emulator(seed, state_dir=tmp_path_factory.mktemp("hostile"))
+    emu.start()
+    try:
+        yield emu
+    finally:
+        emu.stop()
+
+
+def test_names_the_attacker_chose_are_inert_in_the_form_the_evidence_and_the_report(
+    hostile_emulator: Emulator,
+) -> None:
+    run = start_unblock(account=ROB, tenant=_profile(hostile_emulator, "playbook"), handover="none")
+    paused = wait_until_paused(run.name)
+    form = _input(paused.id, f"{UNBLOCK}-schema")["properties"]
+    texts = {
+        "form": json.dumps([form[b]["description"] for b in EVICTIONS[:2]]),
+        "description": _input(paused.id, f"{UNBLOCK}-description"),
+        "evidence": artifact_markdown(paused.id, "unblock-evidence"),
+    }
+    assert "Pixel" in texts["form"] and "Pixel" in texts["evidence"]  # shown, as text
+    resume(paused, decision="reject", approver="bob")
+    assert run.state().name == "Rejected"
+    texts["report"] = artifact_markdown(paused.id, "unblock-user-report")
+    for where, text in texts.items():
+        for live in ("](https://evil", "<img", "**now**", "{{7*7}}", "\n- fake", "\\n- fake"):
+            assert live not in text, (where, live)
