@@ -35,7 +35,6 @@ from .models import (
     AuthenticationMethod,
     DirectoryAudit,
     DirectoryRole,
-    MessageRule,
     OAuth2Grant,
     Receipt,
     ServicePrincipal,
@@ -97,18 +96,6 @@ def _bool(value: object, default: bool) -> bool:
     return value if isinstance(value, bool) else default
 
 
-def _recipients(value: object) -> tuple[str, ...]:
-    """``[{"emailAddress":{"address":...}}]`` -> addresses."""
-    out: list[str] = []
-    if isinstance(value, list):
-        for item in value:
-            email = item.get("emailAddress") if isinstance(item, dict) else None
-            address = email.get("address") if isinstance(email, dict) else None
-            if isinstance(address, str) and address:
-                out.append(address)
-    return tuple(out)
-
-
 def _parse_user(data: Mapping[str, Any], operation: str) -> User:
     proxies = data.get("proxyAddresses")
     try:
@@ -138,25 +125,6 @@ def _parse_role(data: Mapping[str, Any]) -> DirectoryRole | None:
         return None
     return DirectoryRole(
         id=role_id, display_name=name, role_template_id=_str(data.get("roleTemplateId"))
-    )
-
-
-def _parse_message_rule(data: Mapping[str, Any]) -> MessageRule | None:
-    rule_id = data.get("id")
-    if not isinstance(rule_id, str):
-        return None
-    actions = data.get("actions")
-    actions = actions if isinstance(actions, dict) else {}
-    return MessageRule(
-        id=rule_id,
-        display_name=_str(data.get("displayName")) or "",
-        is_enabled=_bool(data.get("isEnabled"), True),
-        forward_to=_recipients(actions.get("forwardTo")),
-        forward_as_attachment_to=_recipients(actions.get("forwardAsAttachmentTo")),
-        redirect_to=_recipients(actions.get("redirectTo")),
-        delete=_bool(actions.get("delete"), False),
-        permanent_delete=_bool(actions.get("permanentDelete"), False),
-        move_to_folder=_str(actions.get("moveToFolder")),
     )
 
 
@@ -506,18 +474,6 @@ class GraphClient:
                 )
             )
         return methods
-
-    def list_message_rules(self, user_id: str) -> list[MessageRule]:
-        """Inbox rules visible to Graph (``mailFolders/inbox/messageRules``). Read-only."""
-        ident = validate_user_identifier(user_id)
-        rules = (
-            _parse_message_rule(item)
-            for item in self._pages(
-                f"/users/{path_segment(ident)}/mailFolders/inbox/messageRules",
-                "list message rules",
-            )
-        )
-        return [rule for rule in rules if rule is not None]
 
     def list_directory_roles(self, user_id: str) -> list[DirectoryRole]:
         """Directory roles the user holds (``memberOf/...directoryRole``). Read-only."""

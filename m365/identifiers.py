@@ -20,9 +20,6 @@ from urllib.parse import quote
 
 from .errors import InvalidIdentifierError
 
-InvalidIdentifier = InvalidIdentifierError
-
-
 MAX_ADDRESS_LENGTH = 256
 MAX_IDENTITY_LENGTH = 512
 
@@ -51,32 +48,32 @@ def is_address(value: str) -> bool:
 
 
 def validate_user_identifier(value: object) -> str:
-    """An object id or an address, surrounding blanks stripped; else ``InvalidIdentifier``."""
+    """An object id or an address, surrounding blanks stripped; else ``InvalidIdentifierError``."""
     if not isinstance(value, str):
-        raise InvalidIdentifier(f"user identifier must be a string, got {_describe(value)}")
+        raise InvalidIdentifierError(f"user identifier must be a string, got {_describe(value)}")
     candidate = value.strip(" \t")
     if len(candidate) > MAX_ADDRESS_LENGTH:
-        raise InvalidIdentifier(f"user identifier too long ({_describe(value)})")
+        raise InvalidIdentifierError(f"user identifier too long ({_describe(value)})")
     if is_guid(candidate) or is_address(candidate):
         return candidate
     # The value itself is not echoed: it may be hostile (CR/LF, markup) or huge.
-    raise InvalidIdentifier(
+    raise InvalidIdentifierError(
         f"not an object id or e-mail address ({_describe(value)}); nothing was sent"
     )
 
 
 def validate_address(value: object, what: str = "address") -> str:
     if not isinstance(value, str):
-        raise InvalidIdentifier(f"{what} must be a string, got {_describe(value)}")
+        raise InvalidIdentifierError(f"{what} must be a string, got {_describe(value)}")
     candidate = value.strip(" \t")
     if not is_address(candidate):
-        raise InvalidIdentifier(f"{what} is not an e-mail address ({_describe(value)})")
+        raise InvalidIdentifierError(f"{what} is not an e-mail address ({_describe(value)})")
     return candidate
 
 
 def validate_guid(value: object, what: str = "id") -> str:
     if not isinstance(value, str) or not is_guid(value.strip()):
-        raise InvalidIdentifier(f"{what} must be a GUID ({_describe(value)})")
+        raise InvalidIdentifierError(f"{what} must be a GUID ({_describe(value)})")
     return value.strip()
 
 
@@ -87,17 +84,17 @@ def validate_opaque_id(value: object, what: str = "id") -> str:
     """A Graph object id that is not always a GUID (authentication methods, permission grants):
     letters, digits and ``_ - = . +`` only, at most 200 characters."""
     if not isinstance(value, str) or not _OPAQUE_ID.fullmatch(value.strip()):
-        raise InvalidIdentifier(f"{what} is not a Graph object id ({_describe(value)})")
+        raise InvalidIdentifierError(f"{what} is not a Graph object id ({_describe(value)})")
     return value.strip()
 
 
 def validate_identity(value: object, what: str = "identity") -> str:
     """An Exchange ``-Identity``/``-Mailbox`` value: printable and bounded."""
     if not isinstance(value, str):
-        raise InvalidIdentifier(f"{what} must be a string, got {_describe(value)}")
+        raise InvalidIdentifierError(f"{what} must be a string, got {_describe(value)}")
     candidate = value.strip()
     if not candidate or len(candidate) > MAX_IDENTITY_LENGTH or not _IDENTITY.fullmatch(candidate):
-        raise InvalidIdentifier(f"{what} is empty, too long or has control characters")
+        raise InvalidIdentifierError(f"{what} is empty, too long or has control characters")
     return candidate
 
 

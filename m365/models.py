@@ -76,20 +76,6 @@ class InboxRule(_Model):
     move_to_folder: str | None = None
 
 
-class MessageRule(_Model):
-    """An inbox message rule from Graph ``mailFolders/inbox/messageRules``."""
-
-    id: str
-    display_name: str
-    is_enabled: bool = True
-    forward_to: tuple[str, ...] = ()
-    forward_as_attachment_to: tuple[str, ...] = ()
-    redirect_to: tuple[str, ...] = ()
-    delete: bool = False
-    permanent_delete: bool = False
-    move_to_folder: str | None = None
-
-
 class MailboxForwarding(_Model):
     """Forwarding fields of ``Get-Mailbox``."""
 

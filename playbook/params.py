@@ -402,8 +402,3 @@ def _parsed(model: type[_M], value: Any) -> _M | None:
         return model.model_validate(value)
     except ValidationError:
         return None
-
-
-def is_valid_address(value: str) -> bool:
-    """True if ``value`` would be accepted as an account address."""
-    return bool(re.fullmatch(ADDRESS_PATTERN, value)) and ".." not in value
