@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup test check lint typecheck demo smoke bench e2e-deps fault-matrix clean
+.PHONY: setup test test-fast check lint typecheck demo smoke bench e2e-deps fault-matrix clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -26,6 +26,10 @@ e2e-deps:
 
 test: setup e2e-deps check
 	$(BIN)/pytest -q -ra
+
+# The inner loop: no Prefect server, browser, PostgreSQL or fault matrix; no root needed.
+test-fast: setup check
+	$(BIN)/pytest -q -m "not server" -p no:cacheprovider
 
 # Ctrl-C, closing the terminal, or SIGTERM to make stops everything the demo started (see
 # playbook/demo.py). make forwards only SIGTERM to the recipe, so it stays one plain command

@@ -52,3 +52,29 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield os.environ.get("PREFECT_API_URL", "")
+
+
+# `make test-fast` runs what needs no Prefect server, browser or PostgreSQL: a test is "server"
+# when it (or a fixture it uses) needs the session's Prefect API, or it lives in a suite that
+# starts servers of its own.
+_SERVER_FIXTURES = frozenset({"prefect_api"})
+_SERVER_PATHS = (
+    "tests/e2e/",
+    "tests/bench/",
+    "tests/reliability/",
+    "tests/watch/",
+    "tests/playbook/test_demo_stop.py",
+    "tests/playbook/test_handover_cli.py",
+    "tests/security/test_leakscan.py",
+    "tests/security/test_secret_leaks.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    root = Path(str(config.rootpath))
+    for item in items:
+        where = Path(str(item.path)).relative_to(root).as_posix()
+        if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or where.startswith(
+            _SERVER_PATHS
+        ):
+            item.add_marker(pytest.mark.server)
