@@ -218,20 +218,6 @@ def test_a_run_without_block_sign_in_never_touches_account_enabled(emulator: Emu
 # -- what cannot be read still reaches the approval -----------------------------------------------
 
 # One app per missing permission (the emulator answers as Microsoft does without it).
-PLAYBOOK_ROLES = [
-    "User.Read.All",
-    "User-PasswordProfile.ReadWrite.All",
-    "User.RevokeSessions.All",
-    "UserAuthenticationMethod.ReadWrite.All",
-    "MailboxSettings.Read",
-    "RoleManagement.Read.Directory",
-    "Application.Read.All",
-    "AuditLog.Read.All",
-    "Directory.Read.All",
-    "DelegatedPermissionGrant.ReadWrite.All",
-    "User.EnableDisableAccount.All",
-    "Exchange.ManageAsApp",
-]
 LACKING: dict[str, dict[str, Any]] = {
     "no-methods": {"drop": ["UserAuthenticationMethod.ReadWrite.All"]},
     "no-audit": {"drop": ["AuditLog.Read.All"]},
@@ -265,12 +251,17 @@ def lacking_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
                     "client_id": f"00000000-0000-4000-8000-00000000000{n}",
                     "client_secret": f"emulator-secret-{name}-not-real",
                     "certificate": False,
-                    "roles": [r for r in PLAYBOOK_ROLES if r not in lack.get("drop", [])],
+                    "roles": [r for r in base.roles if r not in lack.get("drop", [])],
                     "exchange_hidden_cmdlets": lack.get("hide", []),
                 }
             )
         )
-    emu = Emulator(seed, state_dir=tmp_path_factory.mktemp("lacking"))
+    yield from _serve(seed, tmp_path_factory)
+
+
+def _serve(seed: Any, tmp: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """A second emulator, for the module, on a seed changed for its tests."""
+    emu = Emulator(seed, state_dir=tmp.mktemp("emulator"))
     emu.start()
     try:
         yield emu
@@ -384,12 +375,7 @@ def hostile_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
         "display_name"
     ] = HOSTILE
     next(g for g in rob["oauth_grants"] if "Mail.Send" in g["scopes"])["app"] = HOSTILE
-    emu = Emulator(seed, state_dir=tmp_path_factory.mktemp("hostile"))
-    emu.start()
-    try:
-        yield emu
-    finally:
-        emu.stop()
+    yield from _serve(seed, tmp_path_factory)
 
 
 def test_names_the_attacker_chose_are_inert_in_the_form_the_evidence_and_the_report(
