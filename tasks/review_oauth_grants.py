@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from m365.errors import M365Error, TransientError
 from m365.models import DirectoryAudit
 from playbook.clients import clients_for
 from playbook.eviction import (
@@ -18,6 +19,10 @@ from playbook.eviction import (
 
 from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+
+# The audit log only dates what was read: a transient failure that outlived the client's retries
+# is "not checked" too, since a task retry would throw the list already read away with it.
+AUDIT_ERRORS: tuple[type[M365Error], ...] = (*DEFINITE_ERRORS, TransientError)
 
 
 @task(
@@ -44,7 +49,7 @@ def review_oauth_grants(tenant: str, user_id: str, window: SuspicionWindow) -> G
     consents = CHECKED
     try:
         events = graph.list_consent_events(user_id, window.baseline_start, window.end)
-    except DEFINITE_ERRORS as exc:
+    except AUDIT_ERRORS as exc:
         consents = not_checked(exc, needs="AuditLog.Read.All and Directory.Read.All")
     review = assess_grants(user_id, grants, events, window, consents=consents)
     log.info(

@@ -82,6 +82,28 @@ def resume(run: Any, **run_input: Any) -> None:
     resume_flow_run(run.id, run_input=run_input)
 
 
+def artifact_markdown(flow_run_id: Any, key: str) -> str:
+    """The latest version of a run's Markdown artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        ArtifactFilter,
+        ArtifactFilterFlowRunId,
+        ArtifactFilterKey,
+    )
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]),
+                key=ArtifactFilterKey(any_=[key]),
+            ),
+            sort=ArtifactSort.CREATED_DESC,
+        )
+    assert artifacts, f"no artifact {key} for run {flow_run_id}"
+    return str(artifacts[0].data)
+
+
 def effective_writes(emu: Emulator, endpoint: str, cmdlet: str | None = None) -> int:
     return sum(
         1

@@ -1,14 +1,21 @@
-"""Item 1: every step of unblock-user x every fault, against the emulator.
+"""Item 1 and issue 12: every step of unblock-user x every fault, against the emulator.
 
 Each case runs the real flow in-process (session Prefect API) against the session emulator with
 one fault injected at the step's endpoint, and checks what an incident responder cares about:
 
 - the injected fault really fired (else the case proves nothing);
-- the run ends in the expected named state (the faults here are transient: every run completes);
+- the run ends in the expected named state. The transient faults are retried and every run
+  completes; the fault that outlasts every retry (the eviction steps only) ends in the state the
+  playbook names for it: an evidence item "not checked" and the approval still reached, a
+  containment that did not happen recorded and the run going on, a failed eviction action
+  stopping the run before the unblock;
 - no side effect is duplicated: the entry is removed and counted against Microsoft's unblock cap
   at most once; the password in force is exactly the one in the hand-over block (a repeated
   PATCH after an ambiguous timeout re-applies the *same* value, recorded in the table); the TAP
-  in force is the one stored.
+  in force is the one stored;
+- the tenant is in a known state: the attacker's footholds on the compromised account are gone
+  exactly when the approver's ticked actions completed, the user's own method, app and delegate
+  are never touched, and sign-in is blocked or enabled as the run says.
 
 When the whole matrix ran, the module renders the table to artifacts/fault-matrix.md and fails if
 the committed docs/fault-matrix.md says something else (its rows, outcomes and results; the
@@ -18,6 +25,7 @@ committed doc; a test run never writes a tracked file.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -32,6 +40,7 @@ from emulator import Emulator
 
 from ..handover_keys import PUBLIC_KEY
 from .runs import (
+    artifact_markdown,
     effective_writes,
     ensure_verify_deployment,
     resume,
@@ -42,13 +51,37 @@ from .runs import (
 
 PROFILE = "reliab"
 READ_TIMEOUT = 1.0
-ROB = "rob@contoso.com"  # on the Restricted users list in the demo seed
+TENANT = "contoso"
+ROB = "rob@contoso.com"  # on the Restricted users list in the demo seed; compromised
 ALEX = "alex@contoso.com"  # not on the list
+# Rob's attacker in the demo seed: a guest holding Full Access, Send As and Send on Behalf.
+GUEST = "rob.young.invoices_gmail.com#EXT#@contoso.onmicrosoft.com"
+MEGAN_UPN = "megan.bowen@contoso.onmicrosoft.com"  # Rob's own (internal) Send on Behalf delegate
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "fault-matrix.md"
 GENERATED = REPO / "artifacts" / "fault-matrix.md"
 # ``make fault-matrix`` sets this to write the committed doc instead of the artifact copy.
 WRITE_DOC = os.environ.get("UNBLOCK_WRITE_FAULT_MATRIX") == "1"
+# The unblock approval's flow run input (first pause of the run).
+APPROVAL_INPUT = "paused-approve-unblock-1"
+# The approval's eviction checkboxes, all ticked in the rows of the eviction actions.
+EVICT_ALL = {
+    "remove_sign_in_methods": True,
+    "revoke_oauth_grants": True,
+    "remove_mailbox_delegates": True,
+    "enable_sign_in": True,
+}
+# The attacker's footholds on Rob in the demo seed, in the order the actions remove them.
+FOOTHOLDS = ("method", "grant", "full-access", "send-as", "send-on-behalf")
+_ACTION_OF = {
+    "method": "remove_sign_in_methods",
+    "grant": "revoke_oauth_grants",
+    "full-access": "remove_mailbox_delegates",
+    "send-as": "remove_mailbox_delegates",
+    "send-on-behalf": "remove_mailbox_delegates",
+}
+GIVES_UP = "gives-up"  # the fault kind that outlasts every retry
+REENABLE = "Sign-in stays blocked (block_sign_in)"  # the report's how-to for a blocked account
 
 
 @dataclass(frozen=True)
@@ -59,12 +92,44 @@ class Step:
     handover: str = "secret-block"
     after_approval: bool = False  # inject the fault once the run waits for approval
     approve: bool = True  # evidence rows reject: the steps after the approval are other rows
+    block_sign_in: bool = False  # start the run with the containment option
+    evict: bool = False  # approve with every eviction box ticked
+    # The named state when the fault outlasts every retry; None: no such row for this step.
+    gives_up: str | None = None
+    foothold: str | None = None  # the attacker's foothold the faulted call removes
 
     @property
-    def expected(self) -> str:
+    def id(self) -> str:
+        return re.sub(r"[^a-z0-9]+", "_", self.name.lower()).strip("_")
+
+    @property
+    def task(self) -> str:
+        return self.name.split()[0].rstrip(",")
+
+    def expected(self, kind: str) -> str:
+        if kind == GIVES_UP:
+            assert self.gives_up is not None
+            return self.gives_up
         if self.account != ROB:
             return "NotRestricted"
         return "Unblocked" if self.approve else "Rejected"
+
+
+def _evidence(name: str, endpoint: str) -> Step:
+    return Step(name, endpoint, ROB, approve=False, gives_up="Rejected")
+
+
+def _eviction(name: str, endpoint: str, foothold: str | None = None) -> Step:
+    return Step(
+        name,
+        endpoint,
+        ROB,
+        after_approval=True,
+        block_sign_in=True,
+        evict=True,
+        gives_up="StepFailed",
+        foothold=foothold,
+    )
 
 
 STEPS = (
@@ -72,11 +137,34 @@ STEPS = (
     Step("review_admin_roles", "graph.member_of", ALEX),
     Step("reset_password", "graph.update_user", ALEX),
     Step("revoke_sessions", "graph.revoke_sessions", ALEX),
+    Step(
+        "block_sign_in",
+        "graph.set_account_enabled",
+        ALEX,
+        block_sign_in=True,
+        gives_up="NotRestricted",
+    ),
     Step("hand_over_credential (tap)", "graph.create_tap", ALEX, handover="tap"),
     Step("hand_over_credential (tap check)", "graph.list_taps", ALEX, handover="tap"),
     Step("find_restricted_entry", "exo.Get-BlockedSenderAddress", ALEX),
     Step("review_inbox_rules", "exo.Get-InboxRule", ROB, approve=False),
     Step("review_mailbox_forwarding", "exo.Get-Mailbox", ROB, approve=False),
+    _evidence("review_sign_in_methods", "graph.auth_methods"),
+    _evidence("review_sign_in_methods, review_oauth_grants (audit log)", "graph.directory_audits"),
+    _evidence("review_sign_ins", "graph.sign_ins"),
+    _evidence("review_oauth_grants", "graph.oauth2_grants"),
+    _evidence("review_mailbox_delegates (Full Access)", "exo.Get-MailboxPermission"),
+    _evidence("review_mailbox_delegates (Send As)", "exo.Get-RecipientPermission"),
+    _evidence("review_sent_mail", "exo.Get-MessageTraceV2"),
+    _eviction("remove_sign_in_methods", "graph.delete_auth_method", "method"),
+    _eviction("revoke_oauth_grants", "graph.delete_oauth2_grant", "grant"),
+    _eviction(
+        "remove_mailbox_delegates (Full Access)", "exo.Remove-MailboxPermission", "full-access"
+    ),
+    _eviction("remove_mailbox_delegates (Send As)", "exo.Remove-RecipientPermission", "send-as"),
+    _eviction("remove_mailbox_delegates (Send on Behalf)", "exo.Set-Mailbox", "send-on-behalf"),
+    _eviction("revoke_sessions_after_eviction", "graph.revoke_sessions"),
+    _eviction("enable_sign_in", "graph.set_account_enabled"),
     Step("unblock_sender", "exo.Remove-BlockedSenderAddress", ROB),
     Step("confirm_unblock", "exo.Get-BlockedSenderAddress", ROB, after_approval=True),
 )
@@ -107,6 +195,11 @@ FAULTS: dict[str, tuple[str, Any]] = {
         "401",
         lambda ep: [{"endpoint": ep, "kind": "expired_token", "count": 1}],
     ),
+    # Retry-After 0 keeps the client's own retries quick; the task's retries still wait theirs.
+    "503 on every attempt (outlasts every retry)": (
+        GIVES_UP,
+        lambda ep: [{"endpoint": ep, "kind": "503", "retry_after": 0}],
+    ),
 }
 
 # Bugs found by this matrix and not yet fixed: (step, fault kind) -> description. The cases are
@@ -116,14 +209,22 @@ FAULTS: dict[str, tuple[str, Any]] = {
 KNOWN_BUGS: dict[tuple[str, str], str] = {}
 
 
+def _applies(step: Step, fault: str) -> bool:
+    return FAULTS[fault][0] != GIVES_UP or step.gives_up is not None
+
+
 def _case(step: Step, fault: str) -> Any:
     kind = FAULTS[fault][0]
     bug = KNOWN_BUGS.get((step.name, kind))
     marks = [pytest.mark.xfail(reason=bug, strict=True)] if bug else []
-    return pytest.param(step, fault, id=f"{step.name.split()[0]}-{kind}", marks=marks)
+    return pytest.param(step, fault, id=f"{step.id}-{kind}", marks=marks)
 
 
-CASES = [_case(step, fault) for step in STEPS for fault in FAULTS]
+def _cells() -> list[tuple[Step, str]]:
+    return [(step, fault) for step in STEPS for fault in FAULTS if _applies(step, fault)]
+
+
+CASES = [_case(step, fault) for step, fault in _cells()]
 ROWS: dict[tuple[str, str], dict[str, Any]] = {}
 
 
@@ -132,7 +233,7 @@ def profile(prefect_api: str, emulator_session: Emulator) -> Iterator[str]:
     from playbook.blocks import M365Tenant, register_blocks
 
     register_blocks()
-    config = emulator_session.tenant_config("contoso").model_copy(
+    config = emulator_session.tenant_config(TENANT).model_copy(
         update={"read_timeout": READ_TIMEOUT, "connect_timeout": 2.0}
     )
     block = M365Tenant.from_config(config, handover_public_key=PUBLIC_KEY)
@@ -142,10 +243,45 @@ def profile(prefect_api: str, emulator_session: Emulator) -> Iterator[str]:
     yield PROFILE
 
 
+def footholds(emu: Emulator) -> list[str]:
+    """The attacker's footholds on Rob still in the tenant (the demo seed has all five)."""
+    rob = emu.state.user(TENANT, ROB)
+    grants = [g for g in emu.state.tenant(TENANT).grants.values() if g.principal_id == rob.id]
+    present = {
+        "method": any(m.kind == "microsoftAuthenticator" for m in rob.auth_methods),
+        "grant": any("Mail.Send" in g.scopes for g in grants),
+        "full-access": GUEST in {p.user for p in rob.mailbox_permissions},
+        "send-as": GUEST in rob.send_as,
+        "send-on-behalf": GUEST in rob.send_on_behalf,
+    }
+    return [f for f in FOOTHOLDS if present[f]]
+
+
+def users_own_kept(emu: Emulator) -> bool:
+    """Rob's own phone method, his app without mail scopes and his colleague's Send on Behalf:
+    no action ever removes them."""
+    rob = emu.state.user(TENANT, ROB)
+    grants = [g for g in emu.state.tenant(TENANT).grants.values() if g.principal_id == rob.id]
+    return (
+        any(m.kind == "phone" for m in rob.auth_methods)
+        and any("Mail.Send" not in g.scopes for g in grants)
+        and MEGAN_UPN in rob.send_on_behalf
+    )
+
+
+def _approval_description(run_id: Any) -> str:
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        text = json.loads(client.read_flow_run_input(run_id, f"{APPROVAL_INPUT}-description"))
+    return str(text).replace("\\", "")
+
+
 @pytest.mark.parametrize(("step", "fault"), CASES)
 def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None:
     kind, make = FAULTS[fault]
     known = (step.name, kind) in KNOWN_BUGS
+    expected = step.expected(kind)
     row: dict[str, Any] = {"result": "FAIL (known bug 1)" if known else "FAIL"}
     ROWS[(step.name, fault)] = row
     started_at = time.monotonic()
@@ -153,26 +289,33 @@ def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None
     if not step.after_approval:
         rules = [emulator.faults.add(**spec) for spec in make(step.endpoint)]
 
-    run = start_unblock(profile, account=step.account, handover=step.handover)
-    paused = wait_paused_or_done(run)
+    run = start_unblock(
+        profile, account=step.account, handover=step.handover, block_sign_in=step.block_sign_in
+    )
+    paused = wait_paused_or_done(run, timeout=240)
+    description = evidence = ""
     if step.account == ROB:
         assert paused is not None, "rob is restricted: the run must ask for approval"
+        description = _approval_description(paused.id)
+        evidence = artifact_markdown(paused.id, "unblock-evidence").replace("\\", "")
         if step.after_approval:
             rules = [emulator.faults.add(**spec) for spec in make(step.endpoint)]
-        resume(paused, decision="approve" if step.approve else "reject", approver="bob")
-    state = run.state(timeout=120)
+        answer: dict[str, Any] = {"decision": "approve" if step.approve else "reject"}
+        resume(paused, approver="bob", **answer, **(EVICT_ALL if step.evict else {}))
+    state = run.state(timeout=300)
+    emulator.faults.clear()  # a fault that outlasts every retry stays until now
     row["seconds"] = round(time.monotonic() - started_at, 1)
     row["outcome"] = f"{state.type.value.title()} / {state.name}"
     row["fired"] = sum(r.applied for r in rules)
 
     assert all(r.applied >= 1 for r in rules), "the injected fault never fired"
-    assert state.name == step.expected, state.message
+    assert state.name == expected, state.message
 
     flow_run_id = state.state_details.flow_run_id
     block = f"unblock-handover-{flow_run_id}"
     credential = secret_value(block)
     assert credential, "the hand-over block must hold the credential"
-    user = emulator.state.user("contoso", step.account)
+    user = emulator.state.user(TENANT, step.account)
     if step.handover == "tap":
         in_force = emulator.state.tap_matches(user, credential)
     else:
@@ -182,9 +325,12 @@ def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None
     row["taps"] = effective_writes(emulator, "graph.create_tap")
     row["revokes"] = effective_writes(emulator, "graph.revoke_sessions")
     row["removals"] = effective_writes(emulator, "exo.Remove-BlockedSenderAddress")
-    row["unblock_count"] = emulator.state.unblock_count("contoso", step.account)
+    row["unblock_count"] = emulator.state.unblock_count(TENANT, step.account)
+    left = footholds(emulator)
+    row["footholds"] = len(left) if step.account == ROB else "-"
+    row["sign_in"] = "enabled" if user.enabled else "blocked"
     assert in_force, "the handed-over credential is not the one in force"
-    expected_unblocks = 1 if step.expected == "Unblocked" else 0
+    expected_unblocks = 1 if expected == "Unblocked" else 0
     # The side effect (Microsoft's per-account unblock counter) happens once; a re-sent Remove
     # after a timeout reaches an entry already being removed (see the note in the doc).
     assert row["unblock_count"] == expected_unblocks
@@ -195,7 +341,66 @@ def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None
     # Only a lost answer to the PATCH itself may re-send it (same password, see above).
     if not (kind in ("timeout", "reset-after") and step.endpoint == "graph.update_user"):
         assert row["resets"] == 1
+    assert users_own_kept(emulator), "an action removed something the approver did not tick"
+    report = artifact_markdown(flow_run_id, "unblock-user-report").replace("\\", "")
+    _known_state(step, kind, state, left, user.enabled, description, evidence, report, row)
     row["result"] = "pass"
+
+
+def _known_state(
+    step: Step,
+    kind: str,
+    state: Any,
+    left: list[str],
+    enabled: bool,
+    description: str,
+    evidence: str,
+    report: str,
+    row: dict[str, Any],
+) -> None:
+    """What the tenant and the run say after the case, beyond the shared checks above."""
+    gave_up = kind == GIVES_UP
+    if step.account == ROB and not step.evict:
+        assert left == list(FOOTHOLDS), "nothing was ticked: every foothold stays"
+    if step.evict and not gave_up:
+        assert left == [], f"the ticked actions left {left}"
+        assert enabled, "the approval ticked re-enabling sign-in"
+        assert row["revokes"] >= 2, "sessions are revoked again after the eviction"
+        assert "NOT done" not in report
+    if step.evict and gave_up:
+        # Stopped at the failed action: what came before it is done, the rest is not, and
+        # nothing was unblocked; sign-in stays blocked and the report says how to re-enable it.
+        assert f"{step.task} failed" in (state.message or ""), state.message
+        if step.foothold is not None:
+            assert step.foothold in left
+            done = [f for f in FOOTHOLDS if _before(f, step.foothold)]
+            assert not set(done) & set(left), f"{done} were removed before the failed action"
+        else:
+            assert left == [], "every removal ran before the failed step"
+        assert not enabled and REENABLE in report
+    if step.block_sign_in and not step.evict:
+        if gave_up:
+            assert enabled, "the block never landed"
+            assert "Sign-in was NOT blocked" in report
+        else:
+            assert not enabled, "contained right after the reset"
+            assert REENABLE in report, "a run that leaves sign-in blocked says how to undo it"
+    if not step.block_sign_in:
+        assert enabled
+    if step.gives_up == "Rejected" and gave_up:
+        # The evidence item could not be read; the approver still got the question, and the
+        # items that could be read are in the evidence (one failed read takes no other along).
+        assert "Not checked: " in description and "did not answer in time" in description
+        if step.endpoint != "graph.auth_methods":
+            assert "Galaxy S21" in evidence, "the attacker's sign-in method was not listed"
+        if step.endpoint != "graph.oauth2_grants":
+            assert "Mail Sync Pro" in evidence, "the attacker's app consent was not listed"
+
+
+def _before(foothold: str, failed: str) -> bool:
+    """Whether ``foothold`` is removed by an action that runs before ``failed``'s action."""
+    actions = list(dict.fromkeys(_ACTION_OF.values()))
+    return actions.index(_ACTION_OF[foothold]) < actions.index(_ACTION_OF[failed])
 
 
 def render_doc() -> str:
@@ -212,32 +417,42 @@ def render_doc() -> str:
         f"the timeout case uses the tenant profile's `read_timeout` = {READ_TIMEOUT:g} s and an",
         f"emulator latency of {READ_TIMEOUT + 1:g} s. *Connection reset* closes the connection",
         "before the emulator handles the request; *after the request was applied* handles it",
-        "first, so a write has happened and only its answer is lost. Steps before the approval",
-        "use an account",
-        "that is not restricted (the run ends `NotRestricted`); the evidence steps use a",
-        "restricted account whose unblock is rejected (`Rejected`); `unblock_sender` and",
-        "`confirm_unblock` use a restricted account that is approved (`Unblocked`).",
+        "first, so a write has happened and only its answer is lost. *503 on every attempt*",
+        "outlasts the client's and the task's retries; it is run on the eviction steps, whose",
+        "named states for it are part of their design (below).",
+        "",
+        "Accounts: steps before the approval use an account that is not restricted (the run",
+        "ends `NotRestricted`; `block_sign_in` runs start with the containment option); the",
+        "evidence steps use the demo's compromised, restricted account (`rob`), whose unblock is",
+        "rejected (`Rejected`); the eviction steps approve `rob` with every eviction box ticked",
+        "(remove the flagged sign-in method, revoke the flagged app consent, remove the flagged",
+        "delegates, re-enable sign-in) in a run started with `block_sign_in`; `unblock_sender`",
+        "and `confirm_unblock` approve `rob` with nothing ticked (`Unblocked`).",
         "",
         "Columns: *fired* = times the injected fault was served; *resets*, *TAPs*, *revokes*,",
         "*removals* = successful writes the emulator recorded; *unblock count* = Microsoft's",
-        "per-account counter; *in force* = the credential in the hand-over Secret block is the",
-        "one the tenant accepts.",
+        "per-account counter; *footholds* = the attacker's footholds on `rob` still in the",
+        "tenant at the end, of the five in the demo seed (sign-in method, app consent, Full",
+        "Access, Send As, Send on Behalf); *sign-in* = whether the account can sign in at the",
+        "end; *in force* = the credential in the hand-over Secret block is the one the tenant",
+        "accepts. In every row the user's own sign-in method, app consent and delegate are",
+        "still there.",
         "",
         "| step | endpoint | fault | fired | outcome | resets | TAPs | revokes | removals "
-        "| unblock count | in force | s | result |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| unblock count | footholds | sign-in | in force | s | result |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for step in STEPS:
-        for fault in FAULTS:
-            r = ROWS.get((step.name, fault), {})
-            lines.append(
-                f"| {step.name} | `{step.endpoint}` | {fault} | {r.get('fired', '-')} "
-                f"| {r.get('outcome', '-')} | {r.get('resets', '-')} | {r.get('taps', '-')} "
-                f"| {r.get('revokes', '-')} | {r.get('removals', '-')} "
-                f"| {r.get('unblock_count', '-')} "
-                f"| {'yes' if r.get('in_force') else 'NO' if 'in_force' in r else '-'} "
-                f"| {r.get('seconds', '-')} | {r.get('result', '-')} |"
-            )
+    for step, fault in _cells():
+        r = ROWS.get((step.name, fault), {})
+        lines.append(
+            f"| {step.name} | `{step.endpoint}` | {fault} | {r.get('fired', '-')} "
+            f"| {r.get('outcome', '-')} | {r.get('resets', '-')} | {r.get('taps', '-')} "
+            f"| {r.get('revokes', '-')} | {r.get('removals', '-')} "
+            f"| {r.get('unblock_count', '-')} | {r.get('footholds', '-')} "
+            f"| {r.get('sign_in', '-')} "
+            f"| {'yes' if r.get('in_force') else 'NO' if 'in_force' in r else '-'} "
+            f"| {r.get('seconds', '-')} | {r.get('result', '-')} |"
+        )
     passed = sum(1 for r in ROWS.values() if r.get("result") == "pass")
     lines += [
         "",
@@ -281,10 +496,28 @@ def render_doc() -> str:
         "handed over are the same; only `lastPasswordChangeDateTime` moves. A re-sent",
         "`revokeSignInSessions` only revokes again.",
         "",
-        "Faults that outlast every retry end the run `Failed` with the failed step and the error",
-        "class in the state message and the report artifact (exercised with a persistent 503 on",
-        "`Get-BlockedSenderAddress` in `tests/security/test_secret_leaks.py`); a password reset",
-        "that already happened is reported as standing and its hand-over secret is kept.",
+        "Faults that outlast every retry (*503 on every attempt*), on the eviction steps:",
+        "",
+        "- an evidence read: the item (or, for the audit log, the registration or consent",
+        '  dates) is shown to the approver as "not checked: Microsoft did not answer in time"',
+        "  in the approval's short description, the other items are still read, and the run",
+        "  asks for the approval (`Rejected` here, as answered);",
+        '- `block_sign_in`: the report says "Sign-in was NOT blocked" and the run goes on',
+        "  (*sign-in* enabled);",
+        "- an eviction action, `revoke_sessions_after_eviction` or `enable_sign_in`: the run",
+        "  ends `Failed / StepFailed` naming the step, before the unblock (*unblock count* 0).",
+        "  What the earlier actions removed stays removed, the failed action's foothold and",
+        "  the later ones stay (*footholds*), sign-in stays blocked and the report says how to",
+        "  re-enable it; the password reset stands and its hand-over secret is kept.",
+        "",
+        "On the other steps such a fault ends the run `Failed` with the failed step and the",
+        "error class in the state message and the report artifact (exercised with a persistent",
+        "503 on `Get-BlockedSenderAddress` in `tests/security/test_secret_leaks.py`); a password",
+        "reset that already happened is reported as standing and its hand-over secret is kept.",
+        "",
+        "Found by this matrix and fixed: a transient audit-log failure that outlasted the",
+        "retries threw away the sign-in methods (or app consents) already read, so the approver",
+        "saw the whole item as not checked; now only the dates are.",
         "",
     ]
     return "\n".join(lines)
@@ -293,7 +526,7 @@ def render_doc() -> str:
 def test_committed_doc_is_current(profile: str) -> None:
     """Runs last (pytest keeps definition order within a module): the matrix that just ran
     must be the one docs/fault-matrix.md shows."""
-    missing = [key for key in ((s.name, f) for s in STEPS for f in FAULTS) if key not in ROWS]
+    missing = [(s.name, f) for s, f in _cells() if (s.name, f) not in ROWS]
     if missing:
         pytest.skip(f"{len(missing)} fault case(s) did not run; the doc is compared on full runs")
     text = render_doc()
@@ -310,7 +543,7 @@ def test_committed_doc_is_current(profile: str) -> None:
 _TABLE_ROW = re.compile(r"^\|(.*)\|$")
 # Columns that the case's assertions already bound, and that vary with timing (the counts of
 # re-sent writes and the seconds): the doc comparison ignores them.
-_VOLATILE = {3, 5, 6, 7, 8, 11}
+_VOLATILE = {3, 5, 6, 7, 8, 13}
 
 
 def _comparable(text: str) -> list[str]:

@@ -4,9 +4,11 @@ have leaked to, including everything an insider has without the hand-over team's
 A real ``prefect server start`` (SQLite file we can read), ``python -m flows.serve`` running the
 flows as subprocesses, the emulator. The tenant profile uses the recommended mode: the app's
 client secret is in the worker's environment only (``environment-variable``). Runs: unblock-user
-with the password hand-over (approved), unblock-user with a TAP hand-over (approved), one that
-fails after the reset (a step keeps failing: exception texts), restricted-sweep in contain mode
-(starts runs itself), check-tenant.
+with the password hand-over and with a TAP hand-over, both started with ``block_sign_in`` and
+approved with every eviction action ticked (the attacker's sign-in method, app consent and
+delegates removed, sessions revoked again, sign-in re-enabled), one that fails after the reset (a
+step keeps failing: exception texts), restricted-sweep in contain mode (starts runs itself),
+check-tenant.
 
 Needles: each hand-over password and TAP (opened from their sealed blocks with the test key, as
 the hand-over team would) and the app's client secret. Haystacks:
@@ -30,6 +32,7 @@ from typing import Any
 import pytest
 
 from emulator import Emulator
+from emulator.state import PermissionRecord
 
 from ..handover_keys import secret_value, stored_value
 from ..reliability.realserver import CLIENT_SECRET_ENV, RealServer, served_stack, wait_for
@@ -39,6 +42,15 @@ from .leakscan import Scanner, child_pids
 pytestmark = pytest.mark.timeout(400)
 FOUND: dict[str, Any] = {}
 CLIENT_SECRET = "client secret"
+# The demo's attacker: a guest account (Full Access, Send As and Send on Behalf on rob's mailbox).
+GUEST = "rob.young.invoices_gmail.com#EXT#@contoso.onmicrosoft.com"
+# Every eviction box of the approval form ticked (a form offers only those it has items for).
+EVICT_ALL = {
+    "remove_sign_in_methods": True,
+    "revoke_oauth_grants": True,
+    "remove_mailbox_delegates": True,
+    "enable_sign_in": True,
+}
 
 
 @pytest.fixture(scope="module")
@@ -111,16 +123,22 @@ def test_no_secret_reaches_the_database_the_api_logs_artifacts_results_events_or
     secrets: dict[str, str] = {CLIENT_SECRET: config.client_secret.get_secret_value()}
     assert _worker_has_the_client_secret(server, secrets[CLIENT_SECRET])
 
-    # 1. Password hand-over, approved.
-    pw_run = _unblock("rob@contoso.com")
+    # 1. Password hand-over, sign-in blocked at the start, approved with every eviction action
+    #    (rob is the demo's compromised account).
+    pw_run = _unblock("rob@contoso.com", block_sign_in=True)
     wait_for(lambda: _state(pw_run.id).is_paused(), 120, "approval pause (password)")
     secrets["password (rob)"] = _opened(f"unblock-handover-{pw_run.id}")
-    # 2. TAP hand-over, approved (the TAP is issued before the pause).
-    tap_run = _unblock("megan@contoso.com", handover="tap")
+    # 2. TAP hand-over (issued before the pause), the same containment and eviction; megan is
+    #    clean in the seed, so give her a foothold to remove.
+    megan = emu.state.user("contoso", "megan@contoso.com")
+    megan.mailbox_permissions.append(PermissionRecord(user=GUEST, access_rights=["FullAccess"]))
+    tap_run = _unblock("megan@contoso.com", handover="tap", block_sign_in=True)
     wait_for(lambda: _state(tap_run.id).is_paused(), 120, "approval pause (TAP)")
     secrets["TAP (megan)"] = _opened(f"unblock-handover-{tap_run.id}")
     assert emu.state.password_matches("rob@contoso.com", secrets["password (rob)"], "contoso")
     assert emu.state.tap_matches("megan@contoso.com", secrets["TAP (megan)"], "contoso")
+    rob = emu.state.user("contoso", "rob@contoso.com")
+    assert not rob.enabled and not megan.enabled, "block_sign_in contains both at the start"
 
     # Both flow processes are alive and paused: scan their argv and environment now.
     probe = Scanner(secrets)
@@ -128,11 +146,25 @@ def test_no_secret_reaches_the_database_the_api_logs_artifacts_results_events_or
     process_pids = _scan_live_processes(server, probe, probe_env)
 
     resume_flow_run(
-        pw_run.id, run_input={"decision": "approve", "approver": "bob", "comment": "ok"}
+        pw_run.id,
+        run_input={"decision": "approve", "approver": "bob", "comment": "ok", **EVICT_ALL},
     )
-    resume_flow_run(tap_run.id, run_input={"decision": "approve", "approver": "bob"})
+    resume_flow_run(
+        tap_run.id,
+        run_input={
+            "decision": "approve",
+            "approver": "bob",
+            "remove_mailbox_delegates": True,
+            "enable_sign_in": True,
+        },
+    )
     assert _final(pw_run.id).name == "Unblocked"
     assert _final(tap_run.id).name == "Unblocked"
+    # The eviction really ran (its records, request ids and details are in the haystacks).
+    assert {m.kind for m in rob.auth_methods} == {"phone"}
+    assert GUEST not in {p.user for p in rob.mailbox_permissions} | set(rob.send_as)
+    assert GUEST not in {p.user for p in megan.mailbox_permissions}
+    assert rob.enabled and megan.enabled and rob.session_revocations >= 2
 
     # 3. A run that fails after its reset (Exchange keeps failing): exception texts, failure
     #    report, the secret in force kept for hand-over.
