@@ -115,11 +115,13 @@ class Step:
         return "Unblocked" if self.approve else "Rejected"
 
 
-def _evidence(name: str, endpoint: str) -> Step:
-    return Step(name, endpoint, ROB, approve=False, gives_up="Rejected")
+def _evidence(name: str, endpoint: str, *, gives_up: bool = False) -> Step:
+    return Step(name, endpoint, ROB, approve=False, gives_up="Rejected" if gives_up else None)
 
 
-def _eviction(name: str, endpoint: str, foothold: str | None = None) -> Step:
+def _eviction(
+    name: str, endpoint: str, foothold: str | None = None, *, gives_up: bool = False
+) -> Step:
     return Step(
         name,
         endpoint,
@@ -127,7 +129,7 @@ def _eviction(name: str, endpoint: str, foothold: str | None = None) -> Step:
         after_approval=True,
         block_sign_in=True,
         evict=True,
-        gives_up="StepFailed",
+        gives_up="StepFailed" if gives_up else None,
         foothold=foothold,
     )
 
@@ -150,21 +152,30 @@ STEPS = (
     Step("review_inbox_rules", "exo.Get-InboxRule", ROB, approve=False),
     Step("review_mailbox_forwarding", "exo.Get-Mailbox", ROB, approve=False),
     _evidence("review_sign_in_methods", "graph.auth_methods"),
-    _evidence("review_sign_in_methods, review_oauth_grants (audit log)", "graph.directory_audits"),
-    _evidence("review_sign_ins", "graph.sign_ins"),
+    _evidence(
+        "review_sign_in_methods, review_oauth_grants (audit log)",
+        "graph.directory_audits",
+        gives_up=True,
+    ),
+    _evidence("review_sign_ins", "graph.sign_ins", gives_up=True),
     _evidence("review_oauth_grants", "graph.oauth2_grants"),
     _evidence("review_mailbox_delegates (Full Access)", "exo.Get-MailboxPermission"),
     _evidence("review_mailbox_delegates (Send As)", "exo.Get-RecipientPermission"),
-    _evidence("review_sent_mail", "exo.Get-MessageTraceV2"),
-    _eviction("remove_sign_in_methods", "graph.delete_auth_method", "method"),
+    _evidence("review_sent_mail", "exo.Get-MessageTraceV2", gives_up=True),
+    _eviction("remove_sign_in_methods", "graph.delete_auth_method", "method", gives_up=True),
     _eviction("revoke_oauth_grants", "graph.delete_oauth2_grant", "grant"),
     _eviction(
         "remove_mailbox_delegates (Full Access)", "exo.Remove-MailboxPermission", "full-access"
     ),
-    _eviction("remove_mailbox_delegates (Send As)", "exo.Remove-RecipientPermission", "send-as"),
+    _eviction(
+        "remove_mailbox_delegates (Send As)",
+        "exo.Remove-RecipientPermission",
+        "send-as",
+        gives_up=True,
+    ),
     _eviction("remove_mailbox_delegates (Send on Behalf)", "exo.Set-Mailbox", "send-on-behalf"),
     _eviction("revoke_sessions_after_eviction", "graph.revoke_sessions"),
-    _eviction("enable_sign_in", "graph.set_account_enabled"),
+    _eviction("enable_sign_in", "graph.set_account_enabled", gives_up=True),
     Step("unblock_sender", "exo.Remove-BlockedSenderAddress", ROB),
     Step("confirm_unblock", "exo.Get-BlockedSenderAddress", ROB, after_approval=True),
 )
@@ -418,8 +429,9 @@ def render_doc() -> str:
         f"emulator latency of {READ_TIMEOUT + 1:g} s. *Connection reset* closes the connection",
         "before the emulator handles the request; *after the request was applied* handles it",
         "first, so a write has happened and only its answer is lost. *503 on every attempt*",
-        "outlasts the client's and the task's retries; it is run on the eviction steps, whose",
-        "named states for it are part of their design (below).",
+        "outlasts the client's and the task's retries; it is run on one eviction step of each",
+        "kind (a Graph read, the audit log, an Exchange read, a Graph and an Exchange removal,",
+        "the block and the re-enable), whose named states for it are part of their design.",
         "",
         "Accounts: steps before the approval use an account that is not restricted (the run",
         "ends `NotRestricted`; `block_sign_in` runs start with the containment option); the",

@@ -272,6 +272,7 @@ def test_sign_in_addresses_and_subjects_stay_in_the_evidence_artifact(searched: 
     assert searched.leaks == [], "\n".join(searched.leaks)
 
 
-@pytest.mark.xfail(reason=KNOWN_COPY, raises=AssertionError, strict=True)
-def test_no_event_copies_the_evidence_artifact(searched: Searched) -> None:
-    assert searched.copies == [], "\n".join(searched.copies)
+def test_the_one_other_copy_is_prefects_own_artifact_event(searched: Searched) -> None:
+    """KNOWN_COPY, as docs/security-model.md describes it (kept as long as events are: 7 days by
+    default). If Prefect stops copying, this fails: then the docs must change too."""
+    assert searched.copies, "no artifact-collection event carries the evidence any more"
