@@ -120,7 +120,7 @@ def _evidence(name: str, endpoint: str, *, gives_up: bool = False) -> Step:
 
 
 def _eviction(
-    name: str, endpoint: str, foothold: str | None = None, *, gives_up: bool = False
+    name: str, endpoint: str, foothold: str | None = None, *, gives_up: str | None = None
 ) -> Step:
     return Step(
         name,
@@ -129,7 +129,7 @@ def _eviction(
         after_approval=True,
         block_sign_in=True,
         evict=True,
-        gives_up="StepFailed" if gives_up else None,
+        gives_up=gives_up,
         foothold=foothold,
     )
 
@@ -162,7 +162,9 @@ STEPS = (
     _evidence("review_mailbox_delegates (Full Access)", "exo.Get-MailboxPermission"),
     _evidence("review_mailbox_delegates (Send As)", "exo.Get-RecipientPermission"),
     _evidence("review_sent_mail", "exo.Get-MessageTraceV2", gives_up=True),
-    _eviction("remove_sign_in_methods", "graph.delete_auth_method", "method", gives_up=True),
+    _eviction(
+        "remove_sign_in_methods", "graph.delete_auth_method", "method", gives_up="StepFailed"
+    ),
     _eviction("revoke_oauth_grants", "graph.delete_oauth2_grant", "grant"),
     _eviction(
         "remove_mailbox_delegates (Full Access)", "exo.Remove-MailboxPermission", "full-access"
@@ -171,11 +173,11 @@ STEPS = (
         "remove_mailbox_delegates (Send As)",
         "exo.Remove-RecipientPermission",
         "send-as",
-        gives_up=True,
+        gives_up="StepFailed",
     ),
     _eviction("remove_mailbox_delegates (Send on Behalf)", "exo.Set-Mailbox", "send-on-behalf"),
     _eviction("revoke_sessions_after_eviction", "graph.revoke_sessions"),
-    _eviction("enable_sign_in", "graph.set_account_enabled", gives_up=True),
+    _eviction("enable_sign_in", "graph.set_account_enabled", gives_up="EvictionIncomplete"),
     Step("unblock_sender", "exo.Remove-BlockedSenderAddress", ROB),
     Step("confirm_unblock", "exo.Get-BlockedSenderAddress", ROB, after_approval=True),
 )
@@ -381,7 +383,10 @@ def _known_state(
     if step.evict and gave_up:
         # Stopped at the failed action: what came before it is done, the rest is not, and
         # nothing was unblocked; sign-in stays blocked and the report says how to re-enable it.
-        assert f"{step.task} failed" in (state.message or ""), state.message
+        if state.name == "StepFailed":
+            assert f"{step.task} failed" in (state.message or ""), state.message
+        else:  # a ticked action not done (EvictionIncomplete) lists what was not done
+            assert f"{step.task} | failed" in report and "NOT done" in report
         if step.foothold is not None:
             assert step.foothold in left
             done = [f for f in FOOTHOLDS if _before(f, step.foothold)]
@@ -516,11 +521,14 @@ def render_doc() -> str:
         "  asks for the approval (`Rejected` here, as answered);",
         '- `block_sign_in`: the report says "Sign-in was NOT blocked" and the run goes on',
         "  (*sign-in* enabled);",
-        "- an eviction action, `revoke_sessions_after_eviction` or `enable_sign_in`: the run",
-        "  ends `Failed / StepFailed` naming the step, before the unblock (*unblock count* 0).",
+        "- an eviction action or `revoke_sessions_after_eviction`: the run ends",
+        "  `Failed / StepFailed` naming the step, before the unblock (*unblock count* 0).",
         "  What the earlier actions removed stays removed, the failed action's foothold and",
         "  the later ones stay (*footholds*), sign-in stays blocked and the report says how to",
-        "  re-enable it; the password reset stands and its hand-over secret is kept.",
+        "  re-enable it; the password reset stands and its hand-over secret is kept;",
+        "- `enable_sign_in`: the re-enable the approver ticked is not done, so the run ends",
+        "  `Failed / EvictionIncomplete` before the unblock; every foothold is removed, sign-in",
+        "  stays blocked and the report says how to re-enable it.",
         "",
         "On the other steps such a fault ends the run `Failed` with the failed step and the",
         "error class in the state message and the report artifact (exercised with a persistent",
