@@ -9,6 +9,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Completed
 
@@ -67,8 +68,9 @@ def _paused_run_id(name: str, timeout: float = 60) -> uuid.UUID:
     deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
         while time.monotonic() < deadline:
-            for run in client.read_flow_runs():
-                if run.name == name and run.state is not None and run.state.is_paused():
+            by_name = FlowRunFilter(name=FlowRunFilterName(any_=[name]))
+            for run in client.read_flow_runs(flow_run_filter=by_name):
+                if run.state is not None and run.state.is_paused():
                     return run.id
             time.sleep(0.2)
     raise TimeoutError(f"{name} never paused")

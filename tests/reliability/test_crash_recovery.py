@@ -80,10 +80,12 @@ def handover_blocks() -> set[str]:
 def followups_for(block: str) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
 
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(
-            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["verify-unblock"]))
+            deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["verify-unblock"])),
+            sort=FlowRunSort.EXPECTED_START_TIME_DESC,
         )
     return [r for r in runs if (r.parameters.get("check") or {}).get("handover_block") == block]
 

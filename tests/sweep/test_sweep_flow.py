@@ -25,6 +25,8 @@ from prefect.client.schemas.filters import (
     ArtifactFilterKey,
     FlowFilter,
     FlowFilterName,
+    FlowRunFilter,
+    FlowRunFilterTags,
 )
 from prefect.client.schemas.sorting import ArtifactSort
 from prefect.states import Paused
@@ -173,10 +175,15 @@ def _table(tenant: str) -> list[dict[str, Any]]:
 
 
 def _unblock_runs() -> list[Any]:
+    # Filtered on the server by tenant tag: the session's server holds hundreds of other
+    # unblock-user runs, and a page of them would hide these in random (id) order.
+    runs: list[Any] = []
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=["unblock-user"])), limit=200
-        )
+        for tenant in (ALPHA, BRAVO):
+            runs += client.read_flow_runs(
+                flow_filter=FlowFilter(name=FlowFilterName(any_=["unblock-user"])),
+                flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=[f"tenant:{tenant}"])),
+            )
     return [r for r in runs if r.parameters.get("request", {}).get("tenant") in (ALPHA, BRAVO)]
 
 
