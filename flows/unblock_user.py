@@ -47,6 +47,7 @@ from flows._eviction import (
     planned_offers,
     restore_sign_in,
 )
+from flows._execution import execution_path
 from m365.errors import M365Error, NotFoundError, UnblockLimitError
 from m365.models import RestrictedSender, User
 from playbook import redaction
@@ -716,5 +717,6 @@ def _journal(req: UnblockRequest, log: Any) -> Journal:
         requested_by=req.requested_by,
         dry_run=req.dry_run,
         handover=req.handover,
+        executed_by=execution_path(str(runtime.flow_run.id)),
     )
     return Journal(report, artifact_key=ARTIFACT_KEY, render=render_unblock_report, log=log)

@@ -67,5 +67,7 @@ class RunReport(BaseModel):
     # block_sign_in: True while sign-in stays blocked by this run (only the approval re-enables it)
     sign_in_blocked: bool = False
     evictions: list[EvictionRecord] = Field(default_factory=list)  # the ticked eviction actions
+    # flows._execution: the warm executor or a run process of its own (issue: warm path)
+    executed_by: str = ""
     verification_run: str | None = None
     verification_at: datetime | None = None

@@ -63,6 +63,7 @@ _SERVER_PATHS = (
     "tests/bench/",
     "tests/reliability/",
     "tests/watch/",
+    "tests/warm/",
     "tests/playbook/test_demo_stop.py",
     "tests/playbook/test_handover_cli.py",
     "tests/security/test_leakscan.py",
