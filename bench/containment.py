@@ -39,7 +39,7 @@ class Sample:
 @dataclass
 class Series:
     label: str
-    kind: str  # "serve" | "bare-cold" | "bare-warm"
+    kind: str  # "serve" | "warm" | "bare-cold" | "bare-warm"
     poll: float | None = None
     samples: list[Sample] = field(default_factory=list)
     failed_after: int = 0  # runs that contained the account, then ended other than Completed
@@ -120,35 +120,40 @@ def serve_series(
     poll: float,
     runs: int,
     *,
+    warm: bool = False,
     seed: int = 7,
 ) -> Series:
     """Serve the project's deployments (``python -m flows.serve``) with the given
-    PREFECT_RUNNER_POLL_FREQUENCY and time ``runs`` requested runs, one after the other.
+    PREFECT_RUNNER_POLL_FREQUENCY (or, ``warm``, unblock-user on the warm executor polling at
+    ``poll``) and time ``runs`` requested runs, one after the other.
 
     Each request waits a random fraction of the poll interval first, so requests land at
-    uniformly spread points of the runner's polling cycle.
+    uniformly spread points of the polling cycle.
     """
     from prefect.client.orchestration import get_client
 
-    series = Series(label=f"serve, poll {poll:g} s", kind="serve", poll=poll)
+    if warm:
+        series = Series(label=f"serve --warm, poll {poll:g} s", kind="warm", poll=poll)
+    else:
+        series = Series(label=f"serve, poll {poll:g} s", kind="serve", poll=poll)
     rng = random.Random(seed)
-    env = penv.environ(PREFECT_RUNNER_POLL_FREQUENCY=f"{poll:g}")
-    serve = procs.start(
-        [sys.executable, "-m", "flows.serve", "--only", "unblock-user", "verify-unblock"],
-        env,
-        logs / f"serve-poll{poll:g}.log",
-    )
+    # --warm: the runner still serves verify-unblock (its setting takes whole seconds only)
+    env = penv.environ(PREFECT_RUNNER_POLL_FREQUENCY="1" if warm else f"{poll:g}")
+    argv = [sys.executable, "-m", "flows.serve", "--only", "unblock-user", "verify-unblock"]
+    if warm:
+        argv += ["--warm", "--warm-poll-seconds", f"{poll:g}"]
+    serve = procs.start(argv, env, logs / f"serve-{series.kind}-poll{poll:g}.log")
     try:
         with get_client(sync_client=True) as client:
             deployment = _wait_deployment(client, serve)
-            log(f"containment: serve poll {poll:g} s: warm-up run")
+            log(f"containment: {series.label}: warm-up run")
             _one_run(emu, client, deployment, 0, serve)  # readiness; not counted
             for i in range(1, runs + 1):
                 time.sleep(rng.uniform(0, poll))
                 sample = _one_run(emu, client, deployment, i, serve)
                 series.samples.append(sample)
                 series.failed_after += int(not sample.completed)
-                log(f"containment: poll {poll:g} s: run {i}/{runs}: {sample.containment:.2f} s")
+                log(f"containment: {series.label}: run {i}/{runs}: {sample.containment:.2f} s")
     finally:
         procs.stop(serve)
     return series
@@ -270,43 +275,4 @@ def bare_warm_series(emu: Emulator, runs: int) -> Series:
                 reset=reset.monotonic - t0,
             )
         )
-    return series
-
-
-def taskworker_series(
-    emu: Emulator, procs: Processes, penv: PrefectEnv, logs: Path, runs: int, *, seed: int = 11
-) -> Series:
-    """Containment as a background task on a warm task worker (``bench.taskworker``)."""
-    import uuid
-
-    from .taskworker import contain
-
-    series = Series(label="task worker, .delay() (prototype)", kind="task-worker")
-    rng = random.Random(seed)
-    worker = procs.start(
-        [sys.executable, "-m", "bench.taskworker"], penv.environ(), logs / "taskworker.log"
-    )
-    try:
-        for i in range(runs + 1):  # the first one warms the worker up (clients, tokens)
-            if worker.poll() is not None:
-                raise BenchError(f"the task worker exited with {worker.returncode}")
-            time.sleep(rng.uniform(0, 0.5))
-            t0 = time.monotonic()
-            future = contain.delay(CONTAINMENT_TENANT, CONTAINMENT_ACCOUNT, uuid.uuid4().hex)
-            reset, revoke = _wait_containment(emu, t0, timeout=120 if i else 300)
-            future.wait(timeout=60)
-            first = _first_call(emu, t0)
-            if i == 0:
-                log("containment: task worker warm")
-                continue
-            series.samples.append(
-                Sample(
-                    containment=max(reset.monotonic, revoke.monotonic) - t0,
-                    first_call=first - t0 if first is not None else None,
-                    reset=reset.monotonic - t0,
-                )
-            )
-    finally:
-        procs.stop(worker)
-    log(f"containment: task worker: {runs} runs")
     return series

@@ -2,9 +2,9 @@
 reset and its session revocation have both reached the emulator?
 
 - watcher: ``watch-restricted`` (a child process calling the flow, default 30 s interval) over
-  1, 10 or 100 tenants, ``unblock-user`` served by ``python -m flows.serve`` (its default 1 s
-  poll). Events one after the other; before each, a random wait of up to one interval, so the
-  restriction lands at a uniformly random point of the watcher's cycle.
+  1, 10 or 100 tenants, ``unblock-user`` served by ``python -m flows.serve --warm`` (the warm
+  executor, polling every 0.2 s). Events one after the other; before each, a random wait of up
+  to one interval, so the restriction lands at a uniformly random point of the watcher's cycle.
 - sweep: the 15-minute ``restricted-sweep`` is not waited out. Its exposure is the wait for the
   next quarter hour (uniform over 0-900 s) plus its measured time from the start of the sweep run
   (created through the served deployment, as the scheduler would) to the reset and revocation.

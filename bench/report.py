@@ -15,7 +15,7 @@ from .overhead import Overhead
 from .stats import fmt_mib, fmt_seconds, ratio, render_table, summarize, uniform_wait_plus
 from .sweep import SweepRun
 
-CONTAINMENT_TARGET = 2.0  # seconds, median from the run request
+CONTAINMENT_TARGET = 2.0  # seconds, the slowest run from the request (issue target)
 SWEEP_TARGET = 1.5  # x the bound set by Microsoft's limits, 1,000 entries
 EXPOSURE_TARGET = (30.0, 60.0)  # median, p95 seconds at the default interval
 IDLE_CPU_TARGET = 0.01  # share of one core
@@ -81,6 +81,8 @@ def _ms(value: float | None) -> str:
 
 
 def containment_table(series: Sequence[Series]) -> str:
+    bare = next((s for s in series if s.kind == "bare-warm" and s.samples), None)
+    bare_median = summarize(bare.values).median if bare else None
     rows = []
     for s in series:
         if not s.samples:
@@ -105,7 +107,8 @@ def containment_table(series: Sequence[Series]) -> str:
                 fmt_seconds(med("picked_up")),
                 fmt_seconds(med("running")),
                 fmt_seconds(med("first_call")),
-                "yes" if summ.median <= CONTAINMENT_TARGET else "no",
+                f"{summ.median / bare_median:.1f}x" if bare_median else "",
+                "yes" if summ.maximum <= CONTAINMENT_TARGET else "no",
             ]
         )
     return render_table(
@@ -119,7 +122,8 @@ def containment_table(series: Sequence[Series]) -> str:
             "picked up s",
             "process up s",
             "1st API call s",
-            "≤ 2 s median",
+            "median ÷ warm bare",
+            "max ≤ 2 s",
         ],
         rows,
     )
@@ -577,11 +581,14 @@ def generated_parts(res: Results) -> dict[str, str]:
         parts["containment"] = "\n".join(
             [
                 *_header(res),
-                "From the run request (`create_flow_run_from_deployment`, `.delay()`, or starting "
-                "the script) until the emulator has answered both the password reset and the "
-                "session revocation. *picked up*: the runner set the run Pending; *process up*: "
-                "the flow-run process set it Running (bare script: its imports done); *1st API "
-                "call*: first request of the run to the emulator. Medians of those columns.",
+                "From the run request (`create_flow_run_from_deployment`, or starting the script) "
+                "until the emulator has answered both the password reset and the session "
+                "revocation. *serve*: a new flow-run process per run (Prefect's runner); *serve "
+                "--warm*: unblock-user on the warm executor (`flows.warm`), the same flow run in "
+                "the long-lived process. *picked up*: the runner or executor set the run Pending; "
+                "*process up*: the run set itself Running (bare script: its imports done); *1st "
+                "API call*: first request of the run to the emulator. Medians of those columns; "
+                "*median ÷ warm bare*: against the warm bare script of the same run.",
                 "",
                 containment_table(res.containment),
             ]
@@ -609,7 +616,7 @@ def generated_parts(res: Results) -> dict[str, str]:
         if res.sweep_baseline:
             block += [
                 "",
-                f"Before → after ({res.baseline_note}), same machine, back to back:",
+                f"Before → after. Before: {res.baseline_note}. After: the run above.",
                 "",
                 before_after_table(res.sweep_baseline, res.sweeps),
             ]

@@ -4,7 +4,8 @@ Starts its own Prefect server (SQLite in a temp PREFECT_HOME, 127.0.0.1, a free 
 own emulator (in this process, with injected latency), then:
 
 1. ``containment``: time to containment: ``python -m flows.serve`` at several
-   PREFECT_RUNNER_POLL_FREQUENCY values vs a bare script (new process, and warm);
+   PREFECT_RUNNER_POLL_FREQUENCY values and with ``--warm`` (the warm executor) vs a bare
+   script (new process, and warm);
 2. ``sweep``: the restricted-sweep flow for N entries over 1, 10 and 100 tenants vs a bare
    sequential script and the bound set by Microsoft's limits (``--baseline`` adds a before/after
    table from an earlier run's results.json);
@@ -198,7 +199,11 @@ def main(argv: list[str] | None = None) -> int:
                         emu, procs, penv, logs, poll, runs_for_poll(poll, runs)
                     )
                 )
-            res.containment.append(containment.taskworker_series(emu, procs, penv, logs, runs))
+            from flows.warm import DEFAULT_POLL_SECONDS as warm_poll
+
+            res.containment.append(
+                containment.serve_series(emu, procs, penv, logs, warm_poll, runs, warm=True)
+            )
             res.containment.append(containment.bare_cold_series(emu, procs, penv, logs, runs))
             res.containment.append(containment.bare_warm_series(emu, runs))
         if "sweep" in parts:
@@ -215,7 +220,15 @@ def main(argv: list[str] | None = None) -> int:
         if "exposure" in parts:
             res.loads.append(("exposure", os.getloadavg()))
             serve = procs.start(
-                [sys.executable, "-m", "flows.serve", "--only", "unblock-user", "restricted-sweep"],
+                [
+                    sys.executable,
+                    "-m",
+                    "flows.serve",
+                    "--only",
+                    "unblock-user",
+                    "restricted-sweep",
+                    "--warm",
+                ],
                 penv.environ(),
                 logs / "serve-exposure.log",
             )
