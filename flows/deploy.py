@@ -36,7 +36,6 @@ TENANT_FIELDS: Mapping[str, tuple[str, ...]] = {
     "unblock-user": ("definitions", "UnblockRequest", "properties", "tenant"),
     "check-tenant": ("properties", "tenant"),
 }
-_PAGE = 200
 CHOICE_NOTE = (
     " The list holds the profiles saved when the playbook was last served or deployed"
     " (python -m flows.deploy --tenant-choices refreshes it)."
@@ -69,22 +68,15 @@ def with_tenant_choices(
 
 def tenant_profiles(client: SyncPrefectClient) -> list[str]:
     """Names of the saved M365 Tenant blocks, sorted (no secret is read)."""
-    names: set[str] = set()
-    offset = 0
-    while True:
-        try:
-            page = client.read_block_documents_by_type(
-                block_type_slug=M365Tenant.get_block_type_slug(),
-                offset=offset,
-                limit=_PAGE,
-                include_secrets=False,
-            )
-        except ObjectNotFound:  # the block type is not registered yet: no profile
-            return []
-        names.update(d.name for d in page if d.name and not d.is_anonymous)
-        if len(page) < _PAGE:
-            return sorted(names)
-        offset += _PAGE
+    try:
+        # One call: this route returns every document of the type and ignores offset and limit
+        # (Prefect 3.9), so paging through it never ends once there are a page's worth.
+        documents = client.read_block_documents_by_type(
+            block_type_slug=M365Tenant.get_block_type_slug(), include_secrets=False
+        )
+    except ObjectNotFound:  # the block type is not registered yet: no profile
+        return []
+    return sorted({d.name for d in documents if d.name and not d.is_anonymous})
 
 
 def choice_note(profiles: Sequence[str]) -> str:
