@@ -3,7 +3,8 @@
 ``python -m flows.serve`` serves unblock-user and verify-unblock, plus restricted-sweep,
 check-tenant and watch-restricted when their modules are present. ``--only NAME ...`` limits what
 is served. Flow runs execute as subprocesses of this process; stop it with one SIGTERM/Ctrl-C
-(Prefect then pauses the served deployments' schedules until they are served again).
+(Prefect then pauses the served deployments' schedules until they are served again). With
+``--warm``, unblock-user runs execute on the warm executor of this process instead (flows.warm).
 
 The watcher (watch-restricted) is long-lived: serving it starts one run of it (one more
 process than ``--limit``), and its deployment's concurrency limit keeps it at one.
@@ -31,6 +32,7 @@ from prefect.utilities.callables import ParameterSchema
 from flows.deploy import TENANT_FIELDS, choice_note, tenant_profiles, with_tenant_choices
 from flows.warm import DEFAULT_POLL_SECONDS as WARM_POLL_SECONDS
 from flows.warm import executor_for
+from flows.watch_restricted import stop_on_sigterm
 from playbook.blocks import register_blocks
 
 
@@ -157,8 +159,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     thread = threading.Thread(target=executor.run, args=(stop,), name="warm-executor")
     thread.start()
     print(f"warm executor: serving {WARM_SERVED}", flush=True)
+    rest = [d for d in served if d is not warm]
     try:
-        serve(*[d for d in served if d is not warm], limit=limit, query_seconds=poll)
+        if rest:
+            serve(*rest, limit=limit, query_seconds=poll)
+        else:  # nothing for the runner: wait here until SIGTERM or Ctrl-C
+            with stop_on_sigterm() as signalled:
+                signalled.wait()
     finally:
         stop.set()
         thread.join()
