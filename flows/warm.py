@@ -30,6 +30,7 @@ from uuid import UUID
 
 import httpx
 from prefect import Flow, get_client
+from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.objects import FlowRun
 from prefect.exceptions import Abort, ObjectNotFound, PrefectException
 from prefect.flow_engine import run_flow
@@ -67,39 +68,42 @@ class WarmExecutor:
         """Claim and start runs until ``stop`` is set; then mark the unfinished ones Crashed."""
         log.info("warm executor: serving %d deployment(s), %d at once", len(self.flows), self.limit)
         try:
-            while not stop.is_set():
-                try:
-                    self.poll_once()
-                except API_ERRORS as exc:  # the server restarting: keep polling
-                    log.warning("warm executor: cannot reach the Prefect API: %s", exc)
-                    stop.wait(max(self.poll_seconds, 2.0))
-                    continue
-                stop.wait(self.poll_seconds)
+            with get_client(sync_client=True) as client:  # one connection for every poll
+                self._loop(client, stop)
         finally:
             self._crash_unfinished()
 
-    def poll_once(self) -> list[UUID]:
+    def _loop(self, client: SyncPrefectClient, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                self.poll_once(client)
+            except API_ERRORS as exc:  # the server restarting: keep polling
+                log.warning("warm executor: cannot reach the Prefect API: %s", exc)
+                stop.wait(max(self.poll_seconds, 2.0))
+                continue
+            stop.wait(self.poll_seconds)
+
+    def poll_once(self, client: SyncPrefectClient) -> list[UUID]:
         """Claim what is due now (up to the free slots) and start it; the ids started."""
         free = self.limit - self.active()
         if free <= 0:
             return []
-        with get_client(sync_client=True) as client:
-            due = client.get_scheduled_flow_runs_for_deployments(
-                list(self.flows), scheduled_before=datetime.now(UTC), limit=free
-            )
-            started = []
-            for due_run in due:
-                if self._claim(client, due_run.id):
-                    run = client.read_flow_run(due_run.id)  # as claimed: Pending
-                    self._start(run)
-                    started.append(run.id)
+        due = client.get_scheduled_flow_runs_for_deployments(
+            list(self.flows), scheduled_before=datetime.now(UTC), limit=free
+        )
+        started = []
+        for due_run in due:
+            if self._claim(client, due_run.id):
+                run = client.read_flow_run(due_run.id)  # as claimed: Pending
+                self._start(run)
+                started.append(run.id)
         return started
 
     def active(self) -> int:
         with self._lock:
             return len(self._running)
 
-    def _claim(self, client: Any, run_id: UUID) -> bool:
+    def _claim(self, client: SyncPrefectClient, run_id: UUID) -> bool:
         try:
             state = propose_state_sync(client, Pending(), flow_run_id=run_id)
         except Abort:  # another runner, worker or executor was first
