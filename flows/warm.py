@@ -113,9 +113,9 @@ class WarmExecutor:
         return state.is_pending()
 
     def _start(self, run: FlowRun) -> None:
-        flow = self.flows[run.deployment_id] if run.deployment_id else None
-        if flow is None:
-            return
+        # Only runs of these deployments were asked for: a claimed run always has its flow here.
+        assert run.deployment_id is not None
+        flow = self.flows[run.deployment_id]
         thread = threading.Thread(
             target=self._execute, args=(flow, run), name=f"warm-{run.name}", daemon=True
         )
