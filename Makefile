@@ -32,13 +32,13 @@ test-fast: setup check
 	$(BIN)/pytest -q -m "not server" -p no:cacheprovider
 
 # Ctrl-C, closing the terminal, or SIGTERM to make stops everything the demo started (see
-# playbook/demo.py). make forwards only SIGTERM to the recipe, so it stays one plain command
+# devtools/demo.py). make forwards only SIGTERM to the recipe, so it stays one plain command
 # that make runs without a shell in between.
 demo: setup
-	$(BIN)/python -m playbook.demo
+	$(BIN)/python -m devtools.demo
 
 smoke: setup
-	$(BIN)/python -m playbook.demo --smoke
+	$(BIN)/python -m devtools.demo --smoke
 
 # Regenerates docs/fault-matrix.md (tests alone only compare it, they never write it).
 fault-matrix: setup

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
-from playbook.localstack import REPO, http_ok, prefect_server_argv, wait_for
+from devtools.localstack import REPO, http_ok, prefect_server_argv, wait_for
 
 
 class BenchError(RuntimeError):

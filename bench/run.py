@@ -32,7 +32,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-from playbook.localstack import REPO, free_port
+from devtools.localstack import REPO, free_port
 
 from .infra import (
     BenchError,

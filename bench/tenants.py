@@ -122,7 +122,7 @@ def save_blocks(emu: Emulator, names: list[str], policy: str = "report") -> None
     private half is not kept."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
     from playbook.sealing import public_key_text
 
     handover_key = public_key_text(X25519PrivateKey.generate().public_key())

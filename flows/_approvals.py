@@ -1,9 +1,9 @@
 """Waiting for people in unblock-user: the approval-needed message, the escalation, the expiry,
 and the outcome message. Kept out of the flow module so its body still reads like the runbook.
 
-One pause per decision (``playbook.approval_wait``): the timer thread in this process escalates
-to ``escalate_to`` and, at ``approval_timeout_minutes``, ends the wait itself so the run finishes
-in its named ApprovalExpired state instead of Prefect's bare "never resumed" failure.
+One pause per decision (``orchestration.approvals.wait``): the timer thread in this process
+escalates to ``escalate_to`` and, at ``approval_timeout_minutes``, ends the wait itself so the
+run finishes in its named ApprovalExpired state instead of Prefect's bare "never resumed" failure.
 
 The form's description is short; the full evidence is a Markdown artifact published before the
 pause (``publish_evidence``) and linked from the description.
@@ -23,10 +23,7 @@ from prefect.exceptions import PrefectException
 from prefect.input import RunInput
 from prefect.states import Running
 
-from playbook.approval_wait import WaitOutcome, wait_for_decision
-from playbook.evidence import escalation_schedule
-from playbook.journal import Journal
-from playbook.notify import (
+from orchestration.approvals.notify import (
     Delivery,
     NotificationContext,
     NotificationKind,
@@ -35,9 +32,12 @@ from playbook.notify import (
     render_notification,
     send,
 )
+from orchestration.approvals.wait import WaitOutcome, wait_for_decision
+from orchestration.journal import Journal
+from orchestration.logs import run_logger
+from playbook.evidence import escalation_schedule
 from playbook.params import UnblockRequest
 from playbook.report import RunReport, StepRecord
-from tasks._logging import run_logger
 from tasks.send_notification import send_notification
 
 F = TypeVar("F", bound=RunInput)

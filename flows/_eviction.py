@@ -15,6 +15,7 @@ from typing import TypeVar
 
 from m365.errors import M365Error
 from m365.models import RestrictedSender, User
+from orchestration.journal import Journal
 from playbook.decisions import addresses_to_check
 from playbook.eviction import (
     ActionKind,
@@ -31,7 +32,6 @@ from playbook.eviction import (
     suspicion_window,
 )
 from playbook.evidence import tenant_domains
-from playbook.journal import Journal
 from playbook.params import UnblockRequest
 from playbook.report import utcnow
 from tasks.block_sign_in import block_sign_in

@@ -43,9 +43,9 @@ from m365.errors import (
 )
 from m365.models import RestrictedSender
 from m365.retry import RetryPolicy
-from playbook.blocks import M365Tenant
-from playbook.clients import UnknownTenantProfile
-from playbook.profiles import ProfileClients
+from orchestration.blocks import M365Tenant
+from orchestration.clients import UnknownTenantProfile
+from orchestration.profiles import ProfileClients
 from playbook.sweep import UNBLOCK_DEPLOYMENT, describe_failure, entry_key
 from playbook.watch import (
     WATCH_TAG,

@@ -22,8 +22,9 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
 from m365.errors import M365Error
-from playbook.blocks import M365Tenant, validate_profile_name
-from playbook.clients import load_tenant
+from orchestration.blocks import M365Tenant, validate_profile_name
+from orchestration.clients import load_tenant
+from orchestration.logs import run_logger
 from playbook.params import TenantName
 from playbook.preflight import (
     Api,
@@ -38,7 +39,6 @@ from playbook.preflight import (
     render_report,
 )
 from playbook.sealing import SealError, fingerprint, parse_public_key
-from tasks._logging import run_logger
 from tasks.acquire_tokens import acquire_token_claims
 from tasks.read_app_permissions import read_service_principal_roles
 

@@ -20,14 +20,16 @@ import copy
 import subprocess
 import sys
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import DeploymentUpdate
 from prefect.exceptions import ObjectNotFound
 
-from playbook.blocks import M365Tenant
-from playbook.localstack import REPO
+from orchestration.blocks import M365Tenant
+
+REPO = Path(__file__).resolve().parent.parent
 
 # Where each deployment's parameter schema holds a tenant profile name that a person picks. Not
 # verify-unblock (its runs are created by the playbook: refusing one because a profile was

@@ -26,7 +26,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from playbook.profiles import ProfileClients
+from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit, TokenBucket
 from playbook.sweep import (
     SUMMARY_ARTIFACT_KEY,

@@ -22,54 +22,18 @@ import importlib.util
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from prefect import get_client, serve
-from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.utilities.callables import ParameterSchema
 
+from flows.catalog import SERVED, Served
 from flows.deploy import TENANT_FIELDS, choice_note, tenant_profiles, with_tenant_choices
 from flows.warm import DEFAULT_POLL_SECONDS as WARM_POLL_SECONDS
 from flows.warm import executor_for
 from flows.watch_restricted import stop_on_sigterm
-from playbook.blocks import register_blocks
+from orchestration.blocks import register_blocks
 
-
-@dataclass(frozen=True)
-class Served:
-    """One deployment this process can serve; add a line to ``SERVED`` for a new playbook."""
-
-    name: str
-    module: str
-    function: str
-    cron: str | None = None
-    tags: tuple[str, ...] = ("unblock-email",)
-    options: dict[str, Any] = field(default_factory=dict)
-    # Long-lived: the module's function of this name queues one run when serving begins.
-    start: str | None = None
-
-
-SERVED: tuple[Served, ...] = (
-    Served(
-        "unblock-user", "flows.unblock_user", "unblock_user", tags=("unblock-email", "on-demand")
-    ),
-    Served("verify-unblock", "flows.verify_unblock", "verify_unblock", tags=("unblock-email",)),
-    Served("restricted-sweep", "flows.restricted_sweep", "restricted_sweep", cron="*/15 * * * *"),
-    Served("check-tenant", "flows.check_tenant", "check_tenant"),
-    Served(
-        "watch-restricted",
-        "flows.watch_restricted",
-        "watch_restricted",
-        tags=("unblock-email", "watch"),
-        options={
-            "concurrency_limit": ConcurrencyLimitConfig(
-                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
-            )
-        },
-        start="start_watcher",
-    ),
-)
 WARM_SERVED = "unblock-user"  # what --warm moves to the warm executor
 # Prefect's runner looks for new runs every 10 s by default; a run then waits 5 s on average
 # before its process even starts. One small API query per second is cheap.

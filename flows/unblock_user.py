@@ -50,9 +50,13 @@ from flows._eviction import (
 from flows._execution import execution_path
 from m365.errors import M365Error, NotFoundError, UnblockLimitError
 from m365.models import RestrictedSender, User
+from orchestration.approvals.forms import UnblockApproval, unblock_form
+from orchestration.approvals.privileged import PrivilegedResetApproval
+from orchestration.clients import UnknownTenantProfile
+from orchestration.journal import Journal
+from orchestration.logs import run_logger
+from orchestration.naming import name_unblock_run
 from playbook import redaction
-from playbook.approval import UnblockApproval, unblock_form
-from playbook.clients import UnknownTenantProfile
 from playbook.decisions import (
     account_stop,
     addresses_to_check,
@@ -75,11 +79,9 @@ from playbook.evidence import (
     tenant_domains,
     when,
 )
-from playbook.journal import Journal
 from playbook.outcomes import Outcome
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.passwords import DEFAULT_LENGTH
-from playbook.privileged import PrivilegedResetApproval
 from playbook.recovery import RecoveryAction
 from playbook.rendering import (
     render_approval,
@@ -89,7 +91,6 @@ from playbook.rendering import (
     render_unblock_report,
 )
 from playbook.report import ApprovalRecord, RunReport, utcnow
-from tasks._logging import run_logger
 from tasks.clear_forwarding import clear_forwarding
 from tasks.confirm_unblock import confirm_unblock
 from tasks.count_unblocks import read_unblock_count, record_unblock
@@ -122,7 +123,7 @@ PRIVILEGED_EVIDENCE_KEY = "unblock-evidence-privileged-reset"
 
 @flow(
     name="unblock-user",
-    flow_run_name=UnblockRequest.name_flow_run,
+    flow_run_name=name_unblock_run,
     persist_result=False,
     validate_parameters=True,
 )

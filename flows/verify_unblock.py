@@ -17,15 +17,16 @@ from prefect.client.schemas.objects import State
 from prefect.exceptions import PrefectException
 
 from m365.errors import M365Error
+from orchestration.clients import UnknownTenantProfile
+from orchestration.journal import Journal
+from orchestration.logs import run_logger
+from orchestration.naming import name_verify_run
 from playbook import redaction
-from playbook.clients import UnknownTenantProfile
 from playbook.decisions import VerifyAction, verify_decision
-from playbook.journal import Journal
 from playbook.outcomes import Outcome
 from playbook.params import VerifyRequest
 from playbook.rendering import render_verify_report
 from playbook.report import ApprovalRecord, RunReport, utcnow
-from tasks._logging import run_logger
 from tasks.confirm_unblock import confirm_unblock
 from tasks.hand_over_credential import delete_handover
 from tasks.schedule_verification import schedule_verification
@@ -44,7 +45,7 @@ ESCALATION_STEPS = [
 
 @flow(
     name="verify-unblock",
-    flow_run_name=VerifyRequest.name_flow_run,
+    flow_run_name=name_verify_run,
     persist_result=False,
     validate_parameters=True,
 )

@@ -38,6 +38,7 @@ from prefect.states import Crashed, Pending
 from prefect.utilities.engine import propose_state_sync
 
 from flows._execution import WARM_EXECUTOR
+from flows.catalog import SERVED
 from flows.watch_restricted import stop_on_sigterm
 
 UNBLOCK_DEPLOYMENT = "unblock-user/unblock-user"
@@ -155,8 +156,6 @@ class WarmExecutor:
 
 def executor_for(deployments: Sequence[str], **options: Any) -> WarmExecutor:
     """An executor for deployments named ``flow/deployment``, whose flows this process imports."""
-    from flows.serve import SERVED  # the one table of what a deployment runs
-
     flows: dict[UUID, Flow[..., Any]] = {}
     with get_client(sync_client=True) as client:
         for name in deployments:

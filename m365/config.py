@@ -1,7 +1,7 @@
 """Connection settings for one tenant.
 
 ``TenantSettings`` is everything about a tenant but the credential; the ``M365Tenant`` block
-(playbook/blocks.py) and ``TenantConfig`` share it, so each field is declared once.
+(orchestration/blocks.py) and ``TenantConfig`` share it, so each field is declared once.
 Secrets are ``SecretStr`` and unwrapped only in ``m365.auth``.
 """
 

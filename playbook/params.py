@@ -63,7 +63,7 @@ PERSON_NAME_PATTERN = (
     rf"[{_NAME_LETTERS}{_NAME_ACCENTS}0-9.])?$"
 )
 # A notification block: '<type>/<name>' (type one of the three webhook block types) or a bare
-# block name; the same grammar as ``playbook.notify.parse_block_ref``.
+# block name; the same grammar as ``orchestration.approvals.notify.parse_block_ref``.
 NOTIFY_TARGET_PATTERN = (
     r"^(?:(?:slack-webhook|ms-teams-webhook|custom-webhook)/)?[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 )
@@ -327,14 +327,6 @@ class UnblockRequest(_Params):
         """What the Runs list shows, e.g. 'unblock rob@contoso.com INC-42'."""
         return f"unblock {self.account} {self.ticket}" + (" (dry run)" if self.dry_run else "")
 
-    @staticmethod
-    def name_flow_run() -> str:
-        """``flow_run_name`` of unblock-user (Prefect calls it when the run starts, once the
-        parameters are validated; a run created with another name is renamed then)."""
-        name, parameters = _current_run()
-        request = _parsed(UnblockRequest, parameters.get("request"))
-        return request.run_name() if request is not None else name
-
 
 class VerifyRequest(_Params):
     """Follow-up check of an unblock, scheduled by unblock-user (or run by hand)."""
@@ -380,22 +372,9 @@ class VerifyRequest(_Params):
         kind = "clean-up" if self.mode == "cleanup" else "verify"
         return f"{kind} {self.account} {self.ticket}"
 
-    @staticmethod
-    def name_flow_run() -> str:
-        """``flow_run_name`` of verify-unblock (see ``UnblockRequest.name_flow_run``)."""
-        name, parameters = _current_run()
-        check = _parsed(VerifyRequest, parameters.get("check"))
-        return check.run_name(name) if check is not None else name
 
-
-def _current_run() -> tuple[str, dict[str, Any]]:
-    """Name and parameters of the flow run Prefect is naming."""
-    from prefect import runtime  # imported only when a run is named: this module needs no Prefect
-
-    return str(runtime.flow_run.name or ""), dict(runtime.flow_run.parameters or {})
-
-
-def _parsed(model: type[_M], value: Any) -> _M | None:
+def parsed_or_none(model: type[_M], value: Any) -> _M | None:
+    """``value`` as ``model``, or None when it does not validate (a run's raw parameters)."""
     if isinstance(value, model):
         return value
     try:

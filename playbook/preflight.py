@@ -507,7 +507,7 @@ class CredentialCheck(_Frozen):
         if self.handover_key is None:
             found.append(
                 "The profile has no handover_public_key: runs that hand a password or TAP over "
-                "refuse to reset (python -m playbook.handover keygen creates one)."
+                "refuse to reset (python -m orchestration.handover keygen creates one)."
             )
         return tuple(found)
 

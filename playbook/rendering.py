@@ -14,7 +14,8 @@ Two Jinja environments over ``templates/``, one per kind of reader:
   are (``rob@contoso.com``, not ``rob\\@contoso\\.com``), except the few characters a chat
   service reads as markup (Slack's ``<…>`` links and mentions and its ``&`` entities, Markdown
   ``[label](url)`` links in Teams cards), which become look-alike characters (``chat_text``).
-  Only a ``TrustedLink`` (a URL checked by ``playbook.notify.deep_link``) is printed raw.
+  Only a ``TrustedLink`` (a URL checked by ``orchestration.approvals.notify.deep_link``) is
+  printed raw.
 
 ``markdown_to_text`` turns the project's own Markdown back into plain text for a terminal.
 """
@@ -161,7 +162,8 @@ ENV.filters["link"] = md_link
 
 
 class TrustedLink(str):
-    """A URL that passed ``playbook.notify.deep_link``; ``TEXT_ENV`` prints it as it is."""
+    """A URL that passed ``orchestration.approvals.notify.deep_link``; ``TEXT_ENV`` prints it
+    as it is."""
 
     __slots__ = ()
 

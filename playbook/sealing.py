@@ -83,7 +83,7 @@ def parse_public_key(text: str) -> X25519PublicKey:
     if not re.fullmatch(PUBLIC_KEY_PATTERN, text.strip()):
         raise SealError(
             "a hand-over public key looks like x25519:<43 base64url characters> "
-            "(python -m playbook.handover keygen prints one)"
+            "(python -m orchestration.handover keygen prints one)"
         )
     return X25519PublicKey.from_public_bytes(_unb64(text.strip()[len(PUBLIC_KEY_PREFIX) :]))
 

@@ -6,10 +6,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
+from orchestration.logs import run_logger
 from playbook.evidence import counter_value, counter_variable_name, read_count
 from playbook.report import utcnow
-
-from ._logging import run_logger
 
 COUNTER_TAGS = ["unblock-email", "unblock-count"]
 

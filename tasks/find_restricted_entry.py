@@ -6,9 +6,9 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from m365.models import RestrictedSender
-from playbook.clients import clients_for
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 

@@ -18,14 +18,15 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from m365.models import TemporaryAccessPass
-from playbook import handover_audit, passwords, redaction
-from playbook.clients import clients_for, handover_key
+from orchestration import handover_audit
+from orchestration.clients import clients_for, handover_key
+from orchestration.logs import run_logger
+from playbook import passwords, redaction
 from playbook.params import HandoverMode
 from playbook.reconcile import issue_tap
 from playbook.results import HandoverResult
 from playbook.sealing import CredentialKind, fingerprint, parse_public_key, seal
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 TAP_LIFETIME_MINUTES = 60

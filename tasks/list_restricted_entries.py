@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from playbook.profiles import ProfileClients
+from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit
 from playbook.sweep import TenantListing
 

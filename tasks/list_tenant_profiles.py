@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 
-from playbook.blocks import M365Tenant
+from orchestration.blocks import M365Tenant
 
 
 @task(name="list_tenant_profiles", cache_policy=NO_CACHE)

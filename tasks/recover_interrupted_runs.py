@@ -42,7 +42,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from playbook import handover_audit
+from orchestration import handover_audit
 from playbook.decisions import handover_block_name
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.recovery import (

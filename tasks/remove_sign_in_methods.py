@@ -12,7 +12,8 @@ from m365.errors import (
     PermissionDeniedError,
 )
 from m365.models import AuthenticationMethod
-from playbook.clients import clients_for
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 from playbook.eviction import (
     ActionKind,
     ActionTarget,
@@ -21,7 +22,6 @@ from playbook.eviction import (
     split_pending,
 )
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 DEFAULT_REFUSED = (

@@ -8,12 +8,12 @@ from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 from playbook import redaction
-from playbook.clients import clients_for
 from playbook.passwords import generate_password, recall
 from playbook.results import ResetResult
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 

@@ -18,7 +18,7 @@ from m365.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
-from playbook.profiles import ProfileClients
+from orchestration.profiles import ProfileClients
 from playbook.ratelimit import TokenBucket
 from playbook.sweep import ResolvedEntry, describe_failure
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from playbook.clients import clients_for
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 from playbook.evidence import ForwardingFinding, classify_forwarding
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 

@@ -7,7 +7,8 @@ from prefect.cache_policies import NO_CACHE
 
 from m365.errors import M365Error, TransientError
 from m365.models import DirectoryAudit
-from playbook.clients import clients_for
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 from playbook.eviction import (
     CHECKED,
     DEFINITE_ERRORS,
@@ -17,7 +18,6 @@ from playbook.eviction import (
     not_checked,
 )
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 # The audit log only dates what was read: a transient failure that outlived the client's retries

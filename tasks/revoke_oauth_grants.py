@@ -6,7 +6,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from m365.errors import NotFoundError, PermissionDeniedError
-from playbook.clients import clients_for
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 from playbook.eviction import (
     ActionKind,
     ActionTarget,
@@ -15,7 +16,6 @@ from playbook.eviction import (
     split_pending,
 )
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 

@@ -9,10 +9,9 @@ from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
+from orchestration.logs import run_logger
 from playbook.params import VerifyRequest
 from playbook.results import ScheduledCheck
-
-from ._logging import run_logger
 
 VERIFY_DEPLOYMENT = "verify-unblock/verify-unblock"
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from playbook.notify import (
+from orchestration.approvals.notify import (
     Delivery,
     NotificationContext,
     NotificationKind,
     render_notification,
     send,
 )
-
-from ._logging import run_logger
+from orchestration.logs import run_logger
 
 
 @task(name="send_notification", persist_result=False, cache_policy=NO_CACHE)

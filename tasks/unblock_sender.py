@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import runtime, task
 from prefect.cache_policies import NO_CACHE
 
-from playbook.clients import clients_for
+from orchestration.clients import clients_for
+from orchestration.logs import run_logger
 from playbook.decisions import is_listed
 from playbook.reconcile import remove_entry
 from playbook.results import UnblockResult
 
-from ._logging import run_logger
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import httpx
 
-from playbook import localstack
-from playbook.localstack import LOOPBACK, ManagedProcess, free_port
+from devtools import localstack
+from devtools.localstack import LOOPBACK, ManagedProcess, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
@@ -501,7 +501,7 @@ def save_tenant_block(server: PrefectServer, config: Any, name: str = "contoso",
     """Save an ``M365Tenant`` block built from ``config`` on ``server`` (from this process)."""
     from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
     from tests.handover_keys import PUBLIC_KEY
 
     kw.setdefault("handover_public_key", PUBLIC_KEY)

@@ -8,8 +8,8 @@ import pytest
 
 from emulator import Emulator
 from m365.limits import SHARED
-from playbook import clients
-from playbook.blocks import M365Tenant
+from orchestration import clients
+from orchestration.blocks import M365Tenant
 
 TENANT = "contoso"
 READER = "contoso-reader"

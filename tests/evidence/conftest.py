@@ -8,8 +8,8 @@ import pytest
 from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from emulator import Emulator
-from playbook import clients
-from playbook.blocks import M365Tenant
+from orchestration import clients
+from orchestration.blocks import M365Tenant
 
 from ..handover_keys import PUBLIC_KEY
 from .receiver import WebhookReceiver

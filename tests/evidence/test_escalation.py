@@ -13,11 +13,16 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 from prefect.flow_runs import resume_flow_run
 from prefect.states import Completed
 
-from playbook.approval import UnblockApproval
-from playbook.approval_wait import EXPIRED_STATE_NAME, wait_for_decision
+from orchestration.approvals.forms import UnblockApproval
+from orchestration.approvals.notify import (
+    NotificationContext,
+    NotificationKind,
+    render_notification,
+    send,
+)
+from orchestration.approvals.wait import EXPIRED_STATE_NAME, wait_for_decision
+from orchestration.logs import run_logger
 from playbook.evidence import escalation_schedule
-from playbook.notify import NotificationContext, NotificationKind, render_notification, send
-from tasks._logging import run_logger
 
 from .receiver import WebhookReceiver
 

@@ -7,6 +7,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from m365.models import InboxRule, MailboxForwarding
+from orchestration.approvals.notify import (
+    NotificationContext,
+    NotificationKind,
+    artifact_link,
+    deep_link,
+    parse_block_ref,
+    render_notification,
+)
 from playbook.evidence import (
     DEFAULT_ASSUMED_CAP,
     MAX_KEY_FINDINGS,
@@ -27,14 +35,6 @@ from playbook.evidence import (
     privileged_guard,
     read_count,
     tenant_domains,
-)
-from playbook.notify import (
-    NotificationContext,
-    NotificationKind,
-    artifact_link,
-    deep_link,
-    parse_block_ref,
-    render_notification,
 )
 from playbook.rendering import chat_text, render
 from playbook.report import RunReport

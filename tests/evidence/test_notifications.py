@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prefect.blocks.notifications import MicrosoftTeamsWebhook, SlackWebhook
 
+from orchestration.approvals.notify import NotificationContext, NotificationKind, deep_link
 from playbook import redaction
-from playbook.notify import NotificationContext, NotificationKind, deep_link
 from tasks.send_notification import send_notification
 
 from .receiver import WebhookReceiver

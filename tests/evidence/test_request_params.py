@@ -10,9 +10,9 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import validate
 from pydantic import ValidationError
 
-from playbook.approval import UnblockApproval, unblock_form
+from orchestration.approvals.forms import UnblockApproval, unblock_form
+from orchestration.approvals.notify import parse_block_ref
 from playbook.evidence import CleanUp
-from playbook.notify import parse_block_ref
 from playbook.params import UnblockRequest
 
 BASE: dict[str, Any] = {

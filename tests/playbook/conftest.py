@@ -17,8 +17,8 @@ import pytest
 os.environ["UNBLOCK_APPROVAL_POLL_SECONDS"] = "1"
 os.environ.setdefault("UNBLOCK_TASK_RETRIES", "3")
 
+from devtools.localstack import ManagedProcess, wait_for
 from emulator import Emulator
-from playbook.localstack import ManagedProcess, wait_for
 
 from ..handover_keys import PUBLIC_KEY
 from ..handover_keys import secret_value as secret_value
@@ -38,7 +38,7 @@ def api_url(prefect_api: str) -> str:
 @pytest.fixture(scope="session")
 def tenant_block(api_url: str, emulator_session: Emulator) -> str:
     """An M365Tenant block named 'contoso' pointing at the emulator."""
-    from playbook.blocks import M365Tenant, register_blocks
+    from orchestration.blocks import M365Tenant, register_blocks
 
     register_blocks()
     M365Tenant.from_config(

@@ -201,7 +201,7 @@ def test_a_run_that_is_not_restricted_reports_the_change_in_force(emulator: Emul
 
 
 def test_the_terminal_prints_plain_text(emulator: Emulator, capsys: Any) -> None:
-    from playbook.demo import print_approval, print_report
+    from devtools.demo import print_approval, print_report
 
     run = start_unblock(account=ROB, approval_timeout_minutes=2)
     paused = wait_until_paused(run.name)

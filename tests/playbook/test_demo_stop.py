@@ -32,14 +32,14 @@ from pathlib import Path
 
 import pytest
 
-from playbook.localstack import REPO, free_port
+from devtools.localstack import REPO, free_port
 
 STOP_WITHIN = 10.0
 PAUSED_WITHIN = 300.0
 LINK = re.compile(r"Approval waiting: open (\S+)")
 # What the demo starts (matched against each descendant's command line).
 EXPECTED = {
-    "demo": "-m playbook.demo",
+    "demo": "-m devtools.demo",
     "server": "-m prefect server start",
     "emulator": "-m emulator",
     "serve": "-m flows.serve",

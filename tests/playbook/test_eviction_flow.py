@@ -270,8 +270,8 @@ def _serve(seed: Any, tmp: pytest.TempPathFactory) -> Iterator[Emulator]:
 
 
 def _profile(emu: Emulator, app: str) -> str:
-    from playbook import clients
-    from playbook.blocks import M365Tenant
+    from orchestration import clients
+    from orchestration.blocks import M365Tenant
 
     name = f"contoso-{app}"
     M365Tenant.from_config(

@@ -78,7 +78,7 @@ def hooks(api_url: str, receiver_module: WebhookReceiver) -> dict[str, Any]:
 @pytest.fixture
 def privileged_profile(emulator: Emulator, tenant_block: str) -> str:
     """A tenant profile on the emulator's 'privileged' app (Privileged Authentication Admin)."""
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     M365Tenant.from_config(
         emulator.tenant_config(TENANT, app="privileged"), handover_public_key=PUBLIC_KEY

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
+from devtools.demo import DemoEnv, handover_line
+from devtools.localstack import REPO, free_port
 from emulator import Emulator
-from playbook.demo import DemoEnv, handover_line
-from playbook.handover import command_line, main
-from playbook.localstack import REPO, free_port
+from orchestration.handover import command_line, main
 
 from ..handover_keys import KEY_FILE, stored_value
 from .conftest import TENANT, run_unblock, wait_for
@@ -101,7 +101,7 @@ def reveal_events(run_id: str) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    from playbook import handover_audit
+    from orchestration import handover_audit
 
     with get_client(sync_client=True) as client:
         page = client.read_events(
@@ -119,7 +119,7 @@ def test_the_line_the_demo_prints_hands_over_the_password_in_force(
 ) -> None:
     line = handover_line(demo_env, finished_run)
     assert line.startswith(".venv/bin/python")
-    assert f" -m playbook.handover {finished_run} " in line
+    assert f" -m orchestration.handover {finished_run} " in line
     assert "--api-url " + demo_env.api_url in line and "--key " in line
     home = tmp_path / "analyst"
     home.mkdir()
@@ -167,7 +167,7 @@ def test_refuses_to_print_into_a_pipe(finished_run: str, capsys: pytest.CaptureF
 def test_without_an_api_url_it_refuses_and_creates_no_database(tmp_path: Path) -> None:
     started = time.monotonic()
     rc, out, err = terminal(
-        [sys.executable, "-m", "playbook.handover", str(uuid.uuid4()), "--key", str(KEY_FILE)],
+        [sys.executable, "-m", "orchestration.handover", str(uuid.uuid4()), "--key", str(KEY_FILE)],
         analyst_env(tmp_path),
     )
     assert rc == 2 and out == ""
@@ -184,7 +184,7 @@ def test_an_unreachable_api_fails_fast_and_says_so(finished_run: str, tmp_path: 
         [
             sys.executable,
             "-m",
-            "playbook.handover",
+            "orchestration.handover",
             finished_run,
             "--api-url",
             down,
@@ -217,7 +217,7 @@ def test_after_deletion_it_says_when_and_by_whom(
     assert stored_value(block) is None
     from prefect.client.orchestration import get_client
 
-    from playbook import handover_audit
+    from orchestration import handover_audit
 
     def deleted() -> Any:
         with get_client(sync_client=True) as client:
@@ -228,7 +228,7 @@ def test_after_deletion_it_says_when_and_by_whom(
         [
             sys.executable,
             "-m",
-            "playbook.handover",
+            "orchestration.handover",
             finished_run,
             "--api-url",
             _api_url(),

@@ -18,7 +18,8 @@ from prefect.utilities.schema_tools.validation import validate
 from pydantic import BaseModel, ValidationError
 
 from flows.deploy import CHOICE_NOTE, TENANT_FIELDS, choice_note, with_tenant_choices
-from playbook.approval import UnblockApproval
+from orchestration.approvals.forms import UnblockApproval
+from orchestration.approvals.privileged import PrivilegedResetApproval
 from playbook.decisions import REASON_MAX_LENGTH, unblock_reason
 from playbook.params import (
     PERSON_NAME_PATTERN,
@@ -26,7 +27,6 @@ from playbook.params import (
     UnblockRequest,
     VerifyRequest,
 )
-from playbook.privileged import PrivilegedResetApproval
 from tests.security.hostile_inputs import CORPUS
 
 GOOD = {

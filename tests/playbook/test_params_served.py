@@ -24,8 +24,8 @@ from typing import Any
 import httpx
 import pytest
 
+from devtools.localstack import REPO, wait_for
 from emulator import Emulator
-from playbook.localstack import REPO, wait_for
 
 from .conftest import artifact_markdown, effective
 
@@ -163,7 +163,7 @@ def test_a_profile_saved_after_serving_is_offered_after_a_refresh(
 
     from flows.deploy import main as deploy_main
     from flows.deploy import refresh_tenant_choices
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     M365Tenant.from_config(emulator.tenant_config("contoso")).save("fabrikam", overwrite=True)
     try:

@@ -11,7 +11,7 @@ from prefect.client.schemas.actions import BlockDocumentCreate
 
 from emulator import Emulator
 from flows.deploy import tenant_profiles
-from playbook.blocks import M365Tenant, register_blocks
+from orchestration.blocks import M365Tenant, register_blocks
 
 from ..handover_keys import PUBLIC_KEY
 

@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from emulator import Emulator, demo_seed_path, load_seed
-from playbook.localstack import (
+from devtools.localstack import (
     ManagedProcess,
     free_port,
     http_ok,
     start_prefect_server,
     wait_for,
 )
+from emulator import Emulator, demo_seed_path, load_seed
 
 __all__ = [
     "RealServer",
@@ -164,7 +164,7 @@ def served_stack(prefix: str, *flows: str) -> Iterator[tuple[RealServer, Emulato
     emu.start()
     try:
         with real_server(Path(tempfile.mkdtemp(prefix=prefix))) as server, use_api(server.api_url):
-            from playbook.blocks import M365Tenant, register_blocks
+            from orchestration.blocks import M365Tenant, register_blocks
 
             register_blocks()
             config = emu.tenant_config("contoso")

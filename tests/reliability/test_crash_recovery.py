@@ -185,7 +185,7 @@ def sealed_events(run_id: Any) -> list[Any]:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 
-    from playbook import handover_audit
+    from orchestration import handover_audit
 
     with get_client(sync_client=True) as client:
         page = client.read_events(

@@ -243,7 +243,7 @@ ROWS: dict[tuple[str, str], dict[str, Any]] = {}
 
 @pytest.fixture(scope="module")
 def profile(prefect_api: str, emulator_session: Emulator) -> Iterator[str]:
-    from playbook.blocks import M365Tenant, register_blocks
+    from orchestration.blocks import M365Tenant, register_blocks
 
     register_blocks()
     config = emulator_session.tenant_config(TENANT).model_copy(

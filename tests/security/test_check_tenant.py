@@ -122,7 +122,7 @@ def profiles(prefect_api: str, preflight_emulator: Emulator) -> dict[str, str]:
     """One M365Tenant block per app registration: pf-<app>."""
     from pydantic import SecretStr
 
-    from playbook.blocks import M365Tenant, register_blocks
+    from orchestration.blocks import M365Tenant, register_blocks
 
     register_blocks()
     names = {}
@@ -296,7 +296,7 @@ def test_the_access_token_is_not_logged(profiles, preflight_emulator):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
-    from playbook.clients import clients_for
+    from orchestration.clients import clients_for
 
     preflight_emulator.reset()
     state, _ = run_check(profiles["full"])

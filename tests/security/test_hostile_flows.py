@@ -69,7 +69,7 @@ def deployments(prefect_api: str, emulator_session: Emulator) -> Iterator[dict[s
     from flows.check_tenant import check_tenant
     from flows.restricted_sweep import restricted_sweep
     from flows.unblock_user import unblock_user
-    from playbook.blocks import M365Tenant, register_blocks
+    from orchestration.blocks import M365Tenant, register_blocks
 
     register_blocks()
     M365Tenant.from_config(
@@ -133,7 +133,7 @@ def _valid_in_python(
 ) -> bool:
     from pydantic import ValidationError
 
-    from playbook.blocks import validate_profile_name
+    from orchestration.blocks import validate_profile_name
     from playbook.params import UnblockRequest, VerifyRequest
     from playbook.sweep import SweepRequest
 
@@ -213,7 +213,7 @@ def test_hostile_approvers_are_refused_and_the_run_stays_paused(deployments, emu
     assert paused is not None
     from pydantic import ValidationError
 
-    from playbook.approval import UnblockApproval
+    from orchestration.approvals.forms import UnblockApproval
 
     def invalid(value: str) -> bool:
         try:

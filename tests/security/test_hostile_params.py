@@ -23,9 +23,9 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools.validation import validate
 from pydantic import BaseModel, ValidationError
 
-from playbook.approval import UnblockApproval
+from orchestration.approvals.forms import UnblockApproval
+from orchestration.approvals.privileged import PrivilegedResetApproval
 from playbook.params import UnblockRequest, VerifyRequest
-from playbook.privileged import PrivilegedResetApproval
 from playbook.rendering import md_escape
 from playbook.sweep import SweepRequest
 

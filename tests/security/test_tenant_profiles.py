@@ -44,7 +44,7 @@ def authenticated(report: Any) -> bool:
 
 @pytest.fixture(scope="module")
 def blocks(prefect_api: str) -> None:
-    from playbook.blocks import register_blocks
+    from orchestration.blocks import register_blocks
 
     register_blocks()
     ensure_verify_deployment()  # runs that end early schedule their cleanup by name
@@ -138,7 +138,7 @@ def test_environment_variable_profile_stores_no_secret_and_authenticates(
 ) -> None:
     from prefect.client.orchestration import get_client
 
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     assert config.client_secret is not None
     secret = config.client_secret.get_secret_value()
@@ -171,7 +171,7 @@ def test_environment_variable_profile_stores_no_secret_and_authenticates(
 def test_certificate_file_profile_authenticates_from_the_workers_file(
     emulator: Emulator, tmp_path: Path
 ) -> None:
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     cert = emulator.tenant_config(TENANT, credential="certificate")
     assert cert.certificate_pem is not None
@@ -196,7 +196,7 @@ def test_certificate_file_profile_authenticates_from_the_workers_file(
 def test_secret_in_block_profile_is_reported_with_a_warning(
     config: TenantConfig, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     profile = save(M365Tenant.from_config(config))  # no hand-over key either
     report, md = check(profile)
@@ -240,7 +240,7 @@ def test_the_credential_source_is_explicit_and_consistent(
 ) -> None:
     from pydantic import ValidationError
 
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     with pytest.raises(ValidationError, match=message):
         M365Tenant(tenant_id="t", client_id="c", **fields)
@@ -311,7 +311,7 @@ def test_a_profile_pointing_elsewhere_gets_no_token_request_and_sends_no_secret(
     """The worker allows exactly the emulator; the profile points one endpoint at a listener on
     127.0.0.1 that is not allowed. The run fails before any request: the listener sees nothing,
     the emulator sees no token request, and the error says which host and how to allow it."""
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     monkeypatch.setenv(ALLOWED_HOSTS_ENV, emulator_host(config))
     rogue = f"127.0.0.1:{listener.port}"
@@ -382,8 +382,8 @@ M365_ENV = {
 def test_a_missing_profile_fails_even_when_the_m365_environment_is_set(
     emulator: Emulator, config: TenantConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import playbook.blocks
-    from playbook.clients import UnknownTenantProfile, clients_for, load_tenant
+    import orchestration.blocks
+    from orchestration.clients import UnknownTenantProfile, clients_for, load_tenant
 
     for key, value in {
         **M365_ENV,
@@ -398,7 +398,7 @@ def test_a_missing_profile_fails_even_when_the_m365_environment_is_set(
         load_tenant(missing)
     with pytest.raises(UnknownTenantProfile, match="no M365Tenant block named"):
         clients_for(missing)
-    assert not hasattr(playbook.blocks, "tenant_from_env")
+    assert not hasattr(orchestration.blocks, "tenant_from_env")
 
     emulator.reset()
     state = _run_unblock(missing, ALEX)
@@ -416,8 +416,8 @@ def test_a_stored_profile_that_is_not_valid_is_named_without_its_values(
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import BlockDocumentUpdate
 
-    from playbook.blocks import M365Tenant
-    from playbook.clients import UnknownTenantProfile, load_tenant
+    from orchestration.blocks import M365Tenant
+    from orchestration.clients import UnknownTenantProfile, load_tenant
 
     name = save(M365Tenant.from_config(config))
     secret = "stored-secret-value-that-must-not-show"
@@ -444,7 +444,7 @@ def test_a_stored_profile_that_is_not_valid_is_named_without_its_values(
 def test_a_profile_without_a_handover_key_changes_nothing(
     emulator: Emulator, config: TenantConfig, handover: str
 ) -> None:
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     profile = save(M365Tenant.from_config(config))
     emulator.reset()
@@ -463,8 +463,8 @@ def test_a_worker_that_pins_the_teams_key_refuses_another(
     team's key (UNBLOCK_EMAIL_HANDOVER_KEYS) does not seal to theirs."""
     from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
-    from playbook.blocks import M365Tenant
-    from playbook.clients import HANDOVER_KEYS_ENV
+    from orchestration.blocks import M365Tenant
+    from orchestration.clients import HANDOVER_KEYS_ENV
     from playbook.sealing import fingerprint, parse_public_key, public_key_text
 
     team = fingerprint(parse_public_key(PUBLIC_KEY))

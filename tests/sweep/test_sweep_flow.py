@@ -37,7 +37,7 @@ from emulator import Emulator
 from flows.restricted_sweep import restricted_sweep
 from flows.unblock_user import unblock_user
 from m365 import build_clients
-from playbook.blocks import M365Tenant
+from orchestration.blocks import M365Tenant
 from playbook.rendering import md_escape
 from playbook.sweep import (
     SUMMARY_ARTIFACT_KEY,

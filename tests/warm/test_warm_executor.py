@@ -23,10 +23,10 @@ os.environ["UNBLOCK_APPROVAL_POLL_SECONDS"] = "1"
 from prefect.client.orchestration import get_client
 from prefect.flow_runs import resume_flow_run
 
+from devtools.localstack import wait_for
 from emulator import Emulator
 from flows.unblock_user import ARTIFACT_KEY, unblock_user
 from flows.warm import WarmExecutor
-from playbook.localstack import wait_for
 from playbook.rendering import md_escape
 
 from ..handover_keys import PUBLIC_KEY, secret_value
@@ -41,7 +41,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def deployment_id(prefect_api: str, emulator_session: Emulator) -> uuid.UUID:
-    from playbook.blocks import M365Tenant, register_blocks
+    from orchestration.blocks import M365Tenant, register_blocks
 
     register_blocks()
     M365Tenant.from_config(

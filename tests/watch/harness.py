@@ -17,8 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from devtools.localstack import ManagedProcess, wait_for
 from emulator import Emulator
-from playbook.localstack import ManagedProcess, wait_for
 from tests.reliability.realserver import RealServer, use_api
 
 SPAM = "OutboundSpamLast24Hours=50;OutboundMailLast24Hours=60;OutboundSpamPercent=83.3"
@@ -84,13 +84,13 @@ class WatchServer(RealServer):
 
 @contextmanager
 def watch_server(home: Path) -> Iterator[WatchServer]:
-    from playbook.localstack import free_port
+    from devtools.localstack import free_port
 
     server = WatchServer(home=home, port=free_port())
     server.start_server()
     try:
         with use_api(server.api_url):
-            from playbook.blocks import register_blocks
+            from orchestration.blocks import register_blocks
 
             register_blocks()
             yield server

@@ -28,11 +28,11 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import ManagedProcess, wait_for
 from emulator import Emulator
 from flows.restricted_sweep import restricted_sweep
 from flows.unblock_user import unblock_user
-from playbook.blocks import M365Tenant
-from playbook.localstack import ManagedProcess, wait_for
+from orchestration.blocks import M365Tenant
 from playbook.sweep import SweepReport, SweepRequest, idempotency_key
 from playbook.watch import DETECTED_EVENT
 

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import wait_for
 from emulator import Emulator
-from playbook.blocks import M365Tenant
-from playbook.localstack import wait_for
+from orchestration.blocks import M365Tenant
 from tests.reliability.realserver import deployment
 
 from ..handover_keys import PUBLIC_KEY

@@ -35,10 +35,9 @@ from prefect.exceptions import CancelledRun, FailedRun
 from prefect.states import Cancelled, Completed, Failed
 
 from m365.errors import M365Error
-
-from . import redaction
-from .outcomes import Outcome
-from .report import RunReport, StepRecord, utcnow
+from playbook import redaction
+from playbook.outcomes import Outcome
+from playbook.report import RunReport, StepRecord, utcnow
 
 MAX_DETAIL = 300
 # The record Prefect's run_flow logs when the flow's returned state is not a success.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect.input import RunInput
 from pydantic import Field
 
-from .approval import ApproverName, Decision, OneLineComment
+from orchestration.approvals.forms import ApproverName, Decision, OneLineComment
 
 
 class PrivilegedResetApproval(RunInput):

@@ -15,24 +15,25 @@ from typing import Annotated, Any, Literal
 from prefect.input import RunInput
 from pydantic import AfterValidator, Field, create_model
 
-from .eviction import ActionKind, PlannedAction
-from .evidence import CleanUp
-from .params import (
+from playbook.eviction import ActionKind, PlannedAction
+from playbook.evidence import CleanUp
+from playbook.params import (
     PERSON_NAME_MAX,
     PERSON_NAME_PATTERN,
     PERSON_NAME_RULE,
     Expected,
     canonical_name,
 )
-from .rendering import form_text
+from playbook.rendering import form_text
 
 # No control characters, no line/paragraph separators, no bidi overrides. Written with \u
 # escapes so the same pattern works in the server (Python re), pydantic (the same, through
 # ``Expected``) and the UI (JavaScript).
 SINGLE_LINE_TEXT = r"^[^\u0000-\u001F\u007F-\u009F\u2028\u2029\u202A-\u202E\u2066-\u2069]*$"
 
-# The two free fields of every approval form (see playbook.privileged too). The approver's name
-# follows the same rule as requested_by (one definition: playbook.params.PERSON_NAME_PATTERN).
+# The two free fields of every approval form (see orchestration.approvals.privileged too). The
+# approver's name follows the same rule as requested_by (one definition:
+# playbook.params.PERSON_NAME_PATTERN).
 ApproverName = Annotated[
     str,
     Expected(

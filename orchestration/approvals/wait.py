@@ -38,9 +38,9 @@ from prefect.input import RunInput
 from prefect.states import Running
 from pydantic import ValidationError
 
-from .evidence import EscalationSchedule
-from .notify import Delivery
-from .report import utcnow
+from orchestration.approvals.notify import Delivery
+from playbook.evidence import EscalationSchedule
+from playbook.report import utcnow
 
 EXPIRED_STATE_NAME = "ApprovalExpired"
 

@@ -1,7 +1,8 @@
 """Open a run's sealed hand-over credential, for the analyst who gives it to the user in person.
 
-    python -m playbook.handover <flow-run-id> --api-url http://prefect:4200/api --key handover.key
-    python -m playbook.handover keygen --out handover.key
+    python -m orchestration.handover <flow-run-id> --api-url http://prefect:4200/api \
+        --key handover.key
+    python -m orchestration.handover keygen --out handover.key
 
 The run stores the new password (or TAP) only sealed to the hand-over team's public key
 (``playbook.sealing``); this command reads the sealed value from the Prefect API, opens it with
@@ -51,7 +52,7 @@ class HandoverFailed(Exception):
 def command_line(run_id: str, *, api_url: str, key_path: str, python: str = "python") -> str:
     """The exact command an analyst runs for ``run_id`` (printed by the demo)."""
     return shlex.join(
-        [python, "-m", "playbook.handover", run_id, "--api-url", api_url, "--key", key_path]
+        [python, "-m", "orchestration.handover", run_id, "--api-url", api_url, "--key", key_path]
     )
 
 
@@ -73,9 +74,10 @@ def _analyst(value: str) -> str:
 
 def _reveal_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m playbook.handover",
+        prog="python -m orchestration.handover",
         description="Open and print a run's sealed hand-over credential (password or TAP).",
-        epilog="Create the team's key pair once: python -m playbook.handover keygen --out FILE",
+        epilog="Create the team's key pair once: "
+        "python -m orchestration.handover keygen --out FILE",
     )
     parser.add_argument("run", help="the unblock-user flow run id (or its hand-over block name)")
     parser.add_argument(
@@ -108,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def keygen(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m playbook.handover keygen",
+        prog="python -m orchestration.handover keygen",
         description="Create the hand-over team's X25519 key pair: the private key goes to --out "
         "(mode 0600, never overwritten); the public key is printed for the tenant profile.",
     )
@@ -226,7 +228,7 @@ def _api(api_url: str) -> Iterator[Any]:
 def _reveal(client: Any, api_url: str, run_id: str, private: Any, analyst: str | None) -> int:
     from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-    from playbook import handover_audit
+    from orchestration import handover_audit
 
     block = handover_block_name(run_id)
     try:

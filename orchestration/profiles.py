@@ -1,6 +1,6 @@
 """Tenant profiles loaded once per run: the block and the clients built from it, by name.
 
-``playbook.clients.clients_for`` caches clients per process but loads the block again for
+``orchestration.clients.clients_for`` caches clients per process but loads the block again for
 anyone who also needs the profile's settings (tenant id, policy); every load is one API read and
 one ``prefect.block.m365-tenant.loaded`` event. A sweep or a watcher holds one ``ProfileClients``
 and reads each profile's block once.
@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 from m365 import M365Clients, build_clients
 from m365.retry import RetryPolicy
-
-from .blocks import M365Tenant
-from .clients import load_tenant
+from orchestration.blocks import M365Tenant
+from orchestration.clients import load_tenant
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,8 @@ from prefect.blocks.abstract import NotificationBlock, NotificationError
 from prefect.blocks.core import Block
 from pydantic import BaseModel, ConfigDict
 
-from . import redaction
-from .rendering import TrustedLink, render_text
+from playbook import redaction
+from playbook.rendering import TrustedLink, render_text
 
 BLOCK_TYPES = ("slack-webhook", "ms-teams-webhook", "custom-webhook")
 _BLOCK_REF = re.compile(

@@ -1,8 +1,8 @@
 """The demo: a local Prefect server on SQLite, the emulated contoso tenant, the served deployments,
 and one sample unblock run paused for approval.
 
-``python -m playbook.demo`` prints the UI link of the paused run and serves until Ctrl-C.
-``python -m playbook.demo --smoke`` approves the run itself with every offered clean-up and
+``python -m devtools.demo`` prints the UI link of the paused run and serves until Ctrl-C.
+``python -m devtools.demo --smoke`` approves the run itself with every offered clean-up and
 eviction action ticked, prints the evidence and the report and exits 0 (non-zero on any failure).
 The sample run blocks sign-in at the start (``block_sign_in``).
 
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from .localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server, stop_together
+from devtools.localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server, stop_together
 
 DEMO_ACCOUNT = "rob@contoso.com"
 # Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
@@ -161,7 +161,7 @@ def start_emulator(procs: Processes, env: DemoEnv) -> dict[str, Any]:
 
 def handover_public_key(env: DemoEnv) -> str:
     """The demo's hand-over key pair: the private key in the state directory, made once."""
-    from .sealing import SealError, generate_key_file, load_private_key, public_key_text
+    from playbook.sealing import SealError, generate_key_file, load_private_key, public_key_text
 
     try:
         if env.handover_key.exists():
@@ -177,7 +177,7 @@ def save_tenant_block(info: dict[str, Any], handover_key: str) -> None:
     workers (README, "Connect your tenant")."""
     from pydantic import SecretStr
 
-    from playbook.blocks import M365Tenant
+    from orchestration.blocks import M365Tenant
 
     tenant = info["tenants"][DEMO_TENANT]
     app = tenant["apps"]["playbook"]
@@ -325,7 +325,7 @@ def print_report(run_id: Any) -> None:
 
 def handover_line(env: DemoEnv, run_id: Any) -> str:
     """The hand-over command for the sample run, exactly as an analyst types it."""
-    from .handover import command_line
+    from orchestration.handover import command_line
 
     def shown(path: Path) -> str:
         return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)

@@ -29,8 +29,7 @@ from pydantic import Field, SecretStr, model_validator
 
 from m365.config import TenantConfig, TenantSettings
 from m365.errors import ConfigurationError
-
-from .sealing import PUBLIC_KEY_PATTERN
+from playbook.sealing import PUBLIC_KEY_PATTERN
 
 # Block names are slugs; anything else (path traversal, spaces, markup) is refused before any I/O.
 PROFILE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
@@ -90,7 +89,7 @@ class M365Tenant(Block, TenantSettings):
     handover_public_key: str | None = Field(
         default=None,
         pattern=PUBLIC_KEY_PATTERN,
-        description="The hand-over team's public key (x25519:...; python -m playbook.handover "
+        description="The hand-over team's public key (x25519:...; python -m orchestration.handover "
         "keygen prints it). New passwords and TAPs are stored only sealed to it. Without it, "
         "runs that hand a credential over refuse to reset.",
     )
@@ -244,7 +243,7 @@ def validate_profile_name(name: str) -> str:
 def register_blocks() -> None:
     """Register the project's block types with the Prefect API (idempotent).
 
-    Same effect as ``prefect block register -m playbook.blocks``; afterwards "M365 Tenant" can be
-    created and edited in the UI (Blocks > Add).
+    Same effect as ``prefect block register -m orchestration.blocks``; afterwards "M365 Tenant"
+    can be created and edited in the UI (Blocks > Add).
     """
     M365Tenant.register_type_and_schema()

@@ -15,9 +15,8 @@ from pydantic import ValidationError
 
 from m365 import M365Clients, build_clients
 from m365.config import TenantConfig
-
-from .blocks import M365Tenant, validate_profile_name
-from .sealing import SealError, fingerprint, parse_public_key
+from orchestration.blocks import M365Tenant, validate_profile_name
+from playbook.sealing import SealError, fingerprint, parse_public_key
 
 HANDOVER_KEYS_ENV = "UNBLOCK_EMAIL_HANDOVER_KEYS"
 
@@ -104,8 +103,8 @@ def handover_key(name: str) -> str:
         raise NoHandoverKey(
             f"tenant profile {name} has no handover_public_key, so the new credential could not "
             "be stored for the hand-over; nothing was changed. Create a key pair with "
-            "'python -m playbook.handover keygen --out handover.key', put the printed public key "
-            "in the profile, or start the run with handover 'none'"
+            "'python -m orchestration.handover keygen --out handover.key', put the printed public "
+            "key in the profile, or start the run with handover 'none'"
         )
     try:
         fp = fingerprint(parse_public_key(text))

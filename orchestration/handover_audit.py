@@ -4,7 +4,7 @@ Every hand-over credential has the event resource ``unblock-email.handover.<flow
 (related: the run, ``prefect.flow-run.<id>``), so the run's page and the event feed show:
 
 - ``unblock-email.handover.sealed``: a password or TAP was sealed to a key (its fingerprint);
-- ``unblock-email.handover.revealed``: someone opened it with ``python -m playbook.handover``
+- ``unblock-email.handover.revealed``: someone opened it with ``python -m orchestration.handover``
   (who: the ``--analyst`` name and the OS user and host; when: the event time);
 - ``unblock-email.handover.deleted``: the sealed copy was deleted (by which run or step, why).
 
