@@ -1,13 +1,13 @@
 """Processes the benchmark starts (Prefect server, serve, children) and their clean-up.
 
-Every process is started in its own session and tracked; ``Processes.close`` stops it *and its
-descendants* (SIGTERM, then SIGKILL), also on failure and Ctrl-C. ``install_signal_handlers``
+Every process is a ``devtools.localstack.ManagedProcess`` (the local stack the demo and the tests
+use): its own session, tracked; ``Processes.close`` stops each session (SIGTERM, then SIGKILL),
+also on failure and Ctrl-C. ``install_signal_handlers``
 turns SIGINT/SIGTERM/SIGHUP into ``KeyboardInterrupt`` so the ``finally`` blocks run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -17,9 +17,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import IO
 
-from devtools.localstack import REPO, http_ok, prefect_server_argv, wait_for
+from devtools import localstack
+from devtools.localstack import REPO, ManagedProcess
 
 
 class BenchError(RuntimeError):
@@ -67,20 +67,21 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def _signal(pid: int, sig: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.kill(pid, sig)
-
-
 class Processes:
-    """The processes this benchmark started; ``close`` stops them all (newest first)."""
+    """The processes this benchmark started, each a ``devtools.localstack.ManagedProcess`` (its
+    own session, output in its log); ``close`` stops them all, newest first."""
 
     def __init__(self) -> None:
-        self._procs: list[tuple[subprocess.Popen[bytes], IO[bytes] | None]] = []
-        self._named: dict[str, subprocess.Popen[bytes]] = {}
+        self._procs: list[ManagedProcess] = []
+        self._named: dict[str, ManagedProcess] = {}
 
     def pid_of(self, name: str) -> int:
         return self._named[name].pid
+
+    def adopt(self, process: ManagedProcess) -> ManagedProcess:
+        self._procs.append(process)
+        self._named[process.name] = process
+        return process
 
     def start(
         self,
@@ -91,61 +92,23 @@ class Processes:
         stdin: int | None = None,
         name: str | None = None,
     ) -> subprocess.Popen[bytes]:
-        out = log_path.open("ab")
-        proc = subprocess.Popen(
-            list(args),
-            env=dict(env),
-            cwd=REPO,
-            stdin=stdin if stdin is not None else subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        self._procs.append((proc, out))
+        process = ManagedProcess(name or log_path.stem, args, env, log_path, stdin=stdin)
+        self._procs.append(process.start())
         if name:
-            self._named[name] = proc
-        return proc
+            self._named[name] = process
+        assert process.proc is not None
+        return process.proc
 
     def stop(self, proc: subprocess.Popen[bytes], timeout: float = 15) -> None:
-        """SIGTERM the process and its descendants; SIGKILL what is left after ``timeout``."""
-        family = [*descendants(proc.pid)]
-        if proc.returncode is None:
-            _signal(proc.pid, signal.SIGTERM)
-        for pid in family:
-            _signal(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and proc.returncode is None:
-            with contextlib.suppress(ChildProcessError):
-                if proc.poll() is not None:
-                    break
-            time.sleep(0.1)
-        survivors = [p for p in [proc.pid, *family] if Path(f"/proc/{p}").exists()]
-        if proc.returncode is None or survivors:
-            for pid in [*descendants(proc.pid), *survivors]:
-                _signal(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
-                proc.wait(timeout=5)
-        for i, (p, out) in enumerate(self._procs):
-            if p is proc and out is not None:
-                out.close()
-                self._procs[i] = (p, None)
+        """SIGTERM the process's session; SIGKILL what is left after ``timeout``."""
+        for process in self._procs:
+            if process.proc is proc:
+                process.stop(term_timeout=timeout)
 
     def close(self) -> None:
-        for proc, _ in reversed(self._procs):
-            self.stop(proc)
+        for process in reversed(self._procs):
+            process.stop()
         self._procs.clear()
-
-
-def wait_http_ok(url: str, timeout: float, proc: subprocess.Popen[bytes]) -> None:
-    def up() -> bool:
-        if proc.poll() is not None:
-            raise BenchError(f"process exited with {proc.returncode} before {url} answered")
-        return http_ok(url)
-
-    try:
-        wait_for(up, timeout, url)
-    except TimeoutError as exc:
-        raise BenchError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -182,10 +145,11 @@ def start_prefect_server(procs: Processes, penv: PrefectEnv, logs: Path) -> floa
     # No scheduler: the sweep's 15-minute cron must not start sweeps in the middle of a part
     # (runs created through the API are not affected).
     env = penv.environ(PREFECT_SERVER_SERVICES_SCHEDULER_ENABLED="false")
-    proc = procs.start(
-        prefect_server_argv(penv.port), env, logs / "prefect-server.log", name="prefect-server"
-    )
-    wait_http_ok(f"{penv.api_url}/health", 180, proc)
+    try:
+        server = localstack.start_prefect_server(penv.port, env, logs / "prefect-server.log")
+    except (RuntimeError, TimeoutError) as exc:
+        raise BenchError(str(exc)) from None
+    procs.adopt(server)
     return time.monotonic() - started
 
 

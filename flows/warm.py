@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -44,6 +45,8 @@ from flows.watch_restricted import stop_on_sigterm
 UNBLOCK_DEPLOYMENT = "unblock-user/unblock-user"
 # One small query per interval while idle. Measured in bench/containment.py (docs/benchmarks.md).
 DEFAULT_POLL_SECONDS = 0.2
+# Long enough for a rival claim accepted at the same moment to be written before the re-read.
+CLAIM_SETTLE_SECONDS = 0.15
 DEFAULT_LIMIT = 16  # runs at once; a run waiting for approval holds one (a thread, not a process)
 API_ERRORS = (httpx.HTTPError, PrefectException)
 
@@ -92,26 +95,36 @@ class WarmExecutor:
         due = client.get_scheduled_flow_runs_for_deployments(
             list(self.flows), scheduled_before=datetime.now(UTC), limit=free
         )
+        claimed = {r.id: state_id for r in due if (state_id := self._claim(client, r.id))}
+        if not claimed:
+            return []
+        # On SQLite the server can accept two claims of one run (its state row cannot be locked,
+        # Prefect PR #9590): the later claim is the run's state once both are written, so each
+        # claimer waits a moment and starts the run only if its own Pending is still current.
+        time.sleep(CLAIM_SETTLE_SECONDS)
         started = []
-        for due_run in due:
-            if self._claim(client, due_run.id):
-                run = client.read_flow_run(due_run.id)  # as claimed: Pending
-                self._start(run)
-                started.append(run.id)
+        for run_id, state_id in claimed.items():
+            run = client.read_flow_run(run_id)
+            if run.state is None or run.state.id != state_id:
+                log.info("warm executor: run %s was claimed by another executor", run_id)
+                continue
+            self._start(run)
+            started.append(run.id)
         return started
 
     def active(self) -> int:
         with self._lock:
             return len(self._running)
 
-    def _claim(self, client: SyncPrefectClient, run_id: UUID) -> bool:
+    def _claim(self, client: SyncPrefectClient, run_id: UUID) -> UUID | None:
+        """The id of the Pending state this executor set, or None when another was first."""
         try:
             state = propose_state_sync(client, Pending(), flow_run_id=run_id)
         except Abort:  # another runner, worker or executor was first
-            return False
+            return None
         except ObjectNotFound:  # deleted meanwhile
-            return False
-        return state.is_pending()
+            return None
+        return state.id if state.is_pending() else None
 
     def _start(self, run: FlowRun) -> None:
         # Only runs of these deployments were asked for: a claimed run always has its flow here.

@@ -5,7 +5,10 @@ Graph and Exchange, the service principal's directory roles) and hands them to :
 which answers, step by step, "would this step work, and if not, which permission or role is
 missing?" before an incident needs the answer.
 
-Sources for the table (docs in /work/shared/docs/m365-api-notes.md §0, §1.2, §2):
+Sources for the table: Microsoft's "App-only authentication for unattended scripts in Exchange
+Online PowerShell" (learn.microsoft.com/powershell/exchange/app-only-auth-powershell-v2), the
+Graph permissions reference (learn.microsoft.com/graph/permissions-reference) and each Graph
+call's own "Permissions" section:
 
 - Graph application permissions arrive in the Graph token's ``roles`` claim;
   ``Exchange.ManageAsApp`` arrives in the Exchange token's ``roles`` claim.

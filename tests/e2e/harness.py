@@ -199,20 +199,9 @@ class PrefectServer:
     def start(self, timeout: float = 120) -> PrefectServer:
         self.home.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        self.process = ManagedProcess(
-            "prefect-server",
-            [PREFECT, "server", "start", "--host", LOOPBACK, "--port", str(self.port)],
-            self.server_env(),
-            self.log_path,
-        ).start()
-
-        def healthy() -> bool:
-            if not self.process or not self.process.alive():
-                raise RuntimeError(f"prefect server exited; see {self.log_path}")
-            r = httpx.get(f"{self.api_url}/health", timeout=2, trust_env=False)
-            return r.status_code == 200
-
-        wait_for(healthy, timeout=timeout, interval=0.3, what="prefect server /api/health")
+        self.process = localstack.start_prefect_server(
+            self.port, self.server_env(), self.log_path, timeout=timeout
+        )
         self.startup_seconds.append(time.monotonic() - t0)
         return self
 

@@ -135,8 +135,10 @@ def test_two_executors_run_each_request_exactly_once(
     with get_client(sync_client=True) as client:
         for run in runs:
             states = [s.type.value for s in client.read_flow_run_states(run.id)]
-            # claimed once and run once: a second claimer would add Pending/Running again
-            assert states.count("PENDING") == 1 and states.count("RUNNING") == 1, states
+            # Run once. On SQLite the server may accept a second claim (Pending) of the same run
+            # (Prefect PR #9590); the executor whose claim was overwritten must not start it.
+            assert states.count("RUNNING") == 1 and states.count("COMPLETED") == 1, states
+            assert 1 <= states.count("PENDING") <= 2, states
     assert [r for r in emulator.writes() if 200 <= r.status < 300] == []  # dry runs write nothing
 
 
