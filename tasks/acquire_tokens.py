@@ -6,25 +6,14 @@ token itself is never logged, returned or persisted.
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.preflight import Api, TokenClaims, read_claims
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="acquire_token_claims",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("acquire_token_claims")
 def acquire_token_claims(tenant: str, api: Api) -> TokenClaims:
     """A client-credentials token for Graph or Exchange, decoded (no signature check: our own)."""
     clients = clients_for(tenant)

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.eviction import EvictionRecord, sign_in_record
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="block_sign_in",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("block_sign_in")
 def block_sign_in(tenant: str, user_id: str) -> EvictionRecord:
     """Re-read, block if still enabled, re-read. Idempotent: an account already blocked is
     reported as "already done". For an account holding a privileged admin role the app needs

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
 from orchestration.logs import run_logger
 from playbook.evidence import counter_value, counter_variable_name, read_count
 from playbook.report import utcnow
 
+from ._policy import single_try
+
 COUNTER_TAGS = ["unblock-email", "unblock-count"]
 
 
-@task(name="read_unblock_count", persist_result=False, cache_policy=NO_CACHE)
+@single_try("read_unblock_count")
 def read_unblock_count(tenant: str, address: str) -> int:
     """How many times this playbook has unblocked ``address`` in ``tenant`` (0 if never)."""
     count = read_count(Variable.get(counter_variable_name(tenant, address), default=None))
@@ -21,7 +21,7 @@ def read_unblock_count(tenant: str, address: str) -> int:
     return count
 
 
-@task(name="record_unblock", persist_result=False, cache_policy=NO_CACHE)
+@single_try("record_unblock")
 def record_unblock(tenant: str, address: str) -> int:
     """Add one to the counter after a successful removal; returns the new count.
 

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from m365.models import RestrictedSender
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="find_restricted_entry",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("find_restricted_entry")
 def find_restricted_entry(tenant: str, addresses: tuple[str, ...]) -> list[RestrictedSender]:
     """Get-BlockedSenderAddress for each address (UPN first); every entry found."""
     logger = run_logger()

@@ -12,9 +12,7 @@ copy: it generates a new password and replaces the sealed copy before its own re
 
 from __future__ import annotations
 
-from prefect import task
 from prefect.blocks.system import Secret
-from prefect.cache_policies import NO_CACHE
 from pydantic import SecretStr
 
 from m365.models import TemporaryAccessPass
@@ -27,7 +25,7 @@ from playbook.reconcile import issue_tap
 from playbook.results import HandoverResult
 from playbook.sealing import CredentialKind, fingerprint, parse_public_key, seal
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import single_try, step
 
 TAP_LIFETIME_MINUTES = 60
 
@@ -50,7 +48,7 @@ def _store_sealed(block_name: str, value: SecretStr, public_key: str, kind: Cred
     return fp
 
 
-@task(name="prepare_handover", persist_result=False, cache_policy=NO_CACHE)
+@single_try("prepare_handover")
 def prepare_handover(tenant: str, block_name: str, mode: HandoverMode) -> str:
     """Check the hand-over key; in password mode generate the password and store it sealed.
 
@@ -81,15 +79,7 @@ def prepare_handover(tenant: str, block_name: str, mode: HandoverMode) -> str:
     return f"password sealed to hand-over key {fp} in Secret block {block_name}"
 
 
-@task(
-    name="hand_over_credential",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("hand_over_credential")
 def hand_over_credential(
     tenant: str, user_id: str, mode: HandoverMode, block_name: str | None
 ) -> HandoverResult:
@@ -129,7 +119,7 @@ def hand_over_credential(
     )
 
 
-@task(name="delete_handover", persist_result=False, cache_policy=NO_CACHE)
+@single_try("delete_handover")
 def delete_handover(block_name: str, reason: str = "") -> bool:
     """Delete the hand-over Secret block and record who deleted it; True if it existed."""
     passwords.forget(block_name)

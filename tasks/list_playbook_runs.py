@@ -6,8 +6,6 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -22,6 +20,7 @@ from prefect.settings import get_current_settings
 
 from playbook.sweep import UNBLOCK_DEPLOYMENT, PlaybookRun
 
+from ._policy import single_try
 from .start_containment import SWEEP_TAG
 
 _PAGE = 200
@@ -60,7 +59,7 @@ def _view(run: FlowRun) -> PlaybookRun:
     )
 
 
-@task(name="list_playbook_runs", cache_policy=NO_CACHE)
+@single_try("list_playbook_runs")
 def list_playbook_runs(run_ids: Iterable[str]) -> list[PlaybookRun]:
     """unblock-user runs in flight (scheduled, pending, running, paused), plus the given runs."""
     flow_name = UNBLOCK_DEPLOYMENT.split("/", 1)[0]

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
+from orchestration.logs import run_logger
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit
 from playbook.sweep import TenantListing
 
+from ._policy import single_try
 
-@task(name="list_restricted_entries", cache_policy=NO_CACHE)
+
+@single_try("list_restricted_entries")
 def list_restricted_entries(
     tenant: str, exchange_limit: KeyedConcurrencyLimit, profiles: ProfileClients
 ) -> TenantListing:
@@ -23,7 +23,7 @@ def list_restricted_entries(
     (``profiles`` keeps it for ``resolve_entries``). Raises ``m365.errors.M365Error`` or
     ``UnknownTenantProfile``.
     """
-    logger = get_run_logger()
+    logger = run_logger()
     loaded = profiles.load(tenant)
     profile, exchange = loaded.profile, loaded.clients.exchange
     logger.info("Listing restricted users of %s", tenant)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 
 from orchestration.blocks import M365Tenant
+from orchestration.logs import run_logger
+
+from ._policy import single_try
 
 
-@task(name="list_tenant_profiles", cache_policy=NO_CACHE)
+@single_try("list_tenant_profiles")
 def list_tenant_profiles() -> list[str]:
     """Names of all saved ``M365Tenant`` blocks, sorted (secrets are not read here)."""
     slug = M365Tenant.get_block_type_slug()
@@ -18,5 +19,5 @@ def list_tenant_profiles() -> list[str]:
     with get_client(sync_client=True) as client:
         documents = client.read_block_documents_by_type(block_type_slug=slug, include_secrets=False)
     names = [d.name for d in documents if d.name and not d.is_anonymous]
-    get_run_logger().info("%d tenant profile(s): %s", len(names), ", ".join(sorted(names)))
+    run_logger().info("%d tenant profile(s): %s", len(names), ", ".join(sorted(names)))
     return sorted(set(names))

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.preflight import Role
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="read_service_principal_roles",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("read_service_principal_roles")
 def read_service_principal_roles(tenant: str, client_id: str) -> tuple[Role, ...]:
     """Directory roles assigned to the service principal of ``client_id``."""
     run_logger().info(

@@ -25,8 +25,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.filters import (
     FlowFilter,
@@ -53,6 +51,8 @@ from playbook.recovery import (
     decide,
     same_account,
 )
+
+from ._policy import single_try
 
 log = logging.getLogger("prefect.unblock.recovery")
 
@@ -265,7 +265,7 @@ def recover(
     return records
 
 
-@task(name="recover_interrupted_runs", persist_result=False, cache_policy=NO_CACHE)
+@single_try("recover_interrupted_runs")
 def recover_interrupted_runs(
     tenant: str | None = None, account: str | None = None, superseded_by: str | None = None
 ) -> list[RecoveryRecord]:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from m365.errors import NotFoundError, PermissionDeniedError
 from m365.exchange import ExchangeAdminClient
 from m365.models import Receipt
@@ -18,7 +15,7 @@ from playbook.eviction import (
     split_pending,
 )
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
 def _present(exchange: ExchangeAdminClient, mailbox: str) -> dict[str, tuple[str, ...]]:
@@ -33,15 +30,7 @@ def _present(exchange: ExchangeAdminClient, mailbox: str) -> dict[str, tuple[str
     return keys
 
 
-@task(
-    name="remove_mailbox_delegates",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("remove_mailbox_delegates")
 def remove_mailbox_delegates(
     tenant: str, mailbox: str, targets: tuple[ActionTarget, ...]
 ) -> EvictionRecord:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from m365.errors import (
     DefaultMethodError,
     InvalidRequestError,
@@ -22,7 +19,7 @@ from playbook.eviction import (
     split_pending,
 )
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 DEFAULT_REFUSED = (
     "Microsoft refuses: it is the user's default method and other methods remain; have the "
@@ -30,15 +27,7 @@ DEFAULT_REFUSED = (
 )
 
 
-@task(
-    name="remove_sign_in_methods",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("remove_sign_in_methods")
 def remove_sign_in_methods(
     tenant: str, user_id: str, targets: tuple[ActionTarget, ...]
 ) -> EvictionRecord:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import runtime, task
-from prefect.cache_policies import NO_CACHE
+from prefect import runtime
 from pydantic import SecretStr
 
 from orchestration.clients import clients_for
@@ -14,7 +13,7 @@ from playbook import redaction
 from playbook.passwords import generate_password, recall
 from playbook.results import ResetResult
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
 class SealedPasswordNotHere(RuntimeError):
@@ -33,15 +32,7 @@ def _sealed_password(block_name: str) -> SecretStr:
     return value
 
 
-@task(
-    name="reset_password",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("reset_password")
 def reset_password(
     tenant: str,
     user_id: str,

@@ -6,9 +6,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-
 from m365 import GraphClient
 from m365.errors import (
     AuthError,
@@ -18,9 +15,12 @@ from m365.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from orchestration.logs import run_logger
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import TokenBucket
 from playbook.sweep import ResolvedEntry, describe_failure
+
+from ._policy import single_try
 
 # Errors that will be the same for every other address: stop instead of hammering Graph.
 _FATAL = (AuthError, PermissionDeniedError, ConfigurationError)
@@ -53,7 +53,7 @@ def _resolve_one(
     )
 
 
-@task(name="resolve_entries", cache_policy=NO_CACHE)
+@single_try("resolve_entries")
 def resolve_entries(
     tenant: str,
     addresses: list[str],
@@ -66,7 +66,7 @@ def resolve_entries(
     Per-address failures are returned, not raised: the sweep reports them and retries them next
     time. Graph calls draw from ``graph_bucket``, shared by every tenant of the sweep.
     """
-    logger = get_run_logger()
+    logger = run_logger()
     if not addresses:
         return []
     graph = profiles.clients(tenant).graph  # loaded by list_restricted_entries

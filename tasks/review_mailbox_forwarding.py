@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.evidence import ForwardingFinding, classify_forwarding
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="review_mailbox_forwarding",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("review_mailbox_forwarding")
 def review_mailbox_forwarding(
     tenant: str, mailbox: str, domains: frozenset[str]
 ) -> ForwardingFinding:

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from m365.errors import M365Error, TransientError
 from m365.models import DirectoryAudit
 from orchestration.clients import clients_for
@@ -18,22 +15,14 @@ from playbook.eviction import (
     not_checked,
 )
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 # The audit log only dates what was read: a transient failure that outlived the client's retries
 # is "not checked" too, since a task retry would throw the list already read away with it.
 AUDIT_ERRORS: tuple[type[M365Error], ...] = (*DEFINITE_ERRORS, TransientError)
 
 
-@task(
-    name="review_oauth_grants",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("review_oauth_grants")
 def review_oauth_grants(tenant: str, user_id: str, window: SuspicionWindow) -> GrantsReview:
     """The user's delegated grants with app names; consent times from "Consent to application"
     events (a grant records none). Read-only."""

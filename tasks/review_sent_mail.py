@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.eviction import (
@@ -16,18 +13,10 @@ from playbook.eviction import (
     summarise_sent_mail,
 )
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="review_sent_mail",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("review_sent_mail")
 def review_sent_mail(
     tenant: str, sender: str, window: SuspicionWindow, domains: frozenset[str]
 ) -> SentMailSummary:

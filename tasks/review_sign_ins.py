@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.eviction import (
@@ -15,18 +12,10 @@ from playbook.eviction import (
     summarise_sign_ins,
 )
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="review_sign_ins",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("review_sign_ins")
 def review_sign_ins(tenant: str, user_id: str, window: SuspicionWindow) -> SignInSummary:
     """Countries, IP addresses, apps and failures; new ones flagged. Read-only.
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from m365.errors import NotFoundError, PermissionDeniedError
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
@@ -16,18 +13,10 @@ from playbook.eviction import (
     split_pending,
 )
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="revoke_oauth_grants",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("revoke_oauth_grants")
 def revoke_oauth_grants(
     tenant: str, user_id: str, targets: tuple[ActionTarget, ...]
 ) -> EvictionRecord:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 
@@ -13,10 +11,12 @@ from orchestration.logs import run_logger
 from playbook.params import VerifyRequest
 from playbook.results import ScheduledCheck
 
+from ._policy import single_try
+
 VERIFY_DEPLOYMENT = "verify-unblock/verify-unblock"
 
 
-@task(name="schedule_verification", persist_result=False, cache_policy=NO_CACHE)
+@single_try("schedule_verification")
 def schedule_verification(check: VerifyRequest, at: datetime, run_name: str) -> ScheduledCheck:
     """Create a verify-unblock run scheduled at ``at`` (not a subflow: it outlives this run)."""
     run = run_deployment(

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from orchestration.approvals.notify import (
     Delivery,
     NotificationContext,
@@ -14,8 +11,10 @@ from orchestration.approvals.notify import (
 )
 from orchestration.logs import run_logger
 
+from ._policy import single_try
 
-@task(name="send_notification", persist_result=False, cache_policy=NO_CACHE)
+
+@single_try("send_notification")
 def send_notification(
     targets: tuple[str, ...], kind: NotificationKind, context: NotificationContext
 ) -> list[Delivery]:

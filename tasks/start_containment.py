@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
+from orchestration.logs import run_logger
 from playbook.sweep import UNBLOCK_DEPLOYMENT, ContainmentOrder, ContainmentResult
+
+from ._policy import single_try
 
 SWEEP_TAG = "restricted-sweep"
 
@@ -38,7 +39,7 @@ def create_unblock_run(order: ContainmentOrder, tags: list[str]) -> FlowRun:
     return run
 
 
-@task(name="start_containment", cache_policy=NO_CACHE)
+@single_try("start_containment")
 def start_containment(
     tenant: str, orders: list[ContainmentOrder], sweep_created: datetime | None
 ) -> list[ContainmentResult]:
@@ -47,7 +48,7 @@ def start_containment(
     The server keeps one run per (flow, idempotency key): a repeated order returns the run
     that exists. A run created before this sweep started is reported as ``preexisting``.
     """
-    logger = get_run_logger()
+    logger = run_logger()
     results: list[ContainmentResult] = []
     for k, order in enumerate(orders, 1):
         try:

@@ -7,14 +7,14 @@ import logging
 from typing import Any
 from uuid import UUID
 
-from prefect import get_run_logger, runtime, task
+from prefect import runtime
 from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 from prefect.variables import Variable
 from pydantic import ValidationError
 
+from orchestration.logs import run_logger
 from playbook.sweep import (
     LoadedState,
     StatePointer,
@@ -25,15 +25,17 @@ from playbook.sweep import (
     variable_name,
 )
 
+from ._policy import single_try
 
-@task(name="load_sweep_state", cache_policy=NO_CACHE)
+
+@single_try("load_sweep_state")
 def load_sweep_state(tenant: str) -> LoadedState:
     """The last successful sweep's state, or none (first sweep, or the state is gone).
 
     An unreachable API raises (the tenant is then not swept) rather than pretending that
     nothing was stored, which would turn every entry into a false "first seen".
     """
-    return read_sweep_state(tenant, get_run_logger())
+    return read_sweep_state(tenant, run_logger())
 
 
 def read_sweep_state(
@@ -71,7 +73,7 @@ def read_sweep_state(
     return LoadedState(pointer=pointer, state=state)
 
 
-@task(name="save_sweep_state", cache_policy=NO_CACHE)
+@single_try("save_sweep_state")
 def save_sweep_state(diff: TenantDiff, commit: bool) -> str:
     """Publish the tenant's table artifact; with ``commit``, make it the tenant's state.
 
@@ -97,7 +99,7 @@ def save_sweep_state(diff: TenantDiff, commit: bool) -> str:
             flow_run_id=runtime.flow_run.id,
         )
         Variable.set(variable_name(diff.tenant), pointer.model_dump(mode="json"), overwrite=True)
-    get_run_logger().info(
+    run_logger().info(
         "%s: table artifact %s%s", diff.tenant, artifact_id, " (state saved)" if commit else ""
     )
     return str(artifact_id)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import runtime, task
-from prefect.cache_policies import NO_CACHE
+from prefect import runtime
 
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
@@ -11,18 +10,10 @@ from playbook.decisions import is_listed
 from playbook.reconcile import remove_entry
 from playbook.results import UnblockResult
 
-from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
+from ._policy import step
 
 
-@task(
-    name="unblock_sender",
-    retries=RETRIES,
-    retry_delay_seconds=RETRY_DELAYS,
-    retry_jitter_factor=RETRY_JITTER,
-    retry_condition_fn=retry_if_transient,
-    persist_result=False,
-    cache_policy=NO_CACHE,
-)
+@step("unblock_sender")
 def unblock_sender(tenant: str, address: str, reason: str) -> UnblockResult:
     """Remove-BlockedSenderAddress. A block that is already gone counts as success; a retry, or
     a request whose answer was lost, re-reads the list first. UnblockLimitError is terminal
