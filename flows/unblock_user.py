@@ -80,7 +80,7 @@ from playbook.evidence import (
     when,
 )
 from playbook.outcomes import Outcome
-from playbook.params import UnblockRequest, VerifyRequest
+from playbook.params import HandoverMode, UnblockRequest, VerifyRequest
 from playbook.passwords import DEFAULT_LENGTH
 from playbook.recovery import RecoveryAction
 from playbook.rendering import (
@@ -180,17 +180,17 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
         return refused
 
     # 2. Reset the password immediately, revoke sessions, hand the credential over.
-    block = handover_block_name(report.flow_run_id) if req.handover != "none" else None
+    block = handover_block_name(report.flow_run_id) if req.handover != HandoverMode.NONE else None
     if block:
         with journal.step("prepare_handover") as step:
             step.note(prepare_handover(req.tenant, block, req.handover))
-        if req.handover == "secret-block":
+        if req.handover == HandoverMode.SECRET_BLOCK:
             report.handover_block = block
     with journal.step("reset_password") as step:
         reset = reset_password(
             req.tenant,
             user.id,
-            block if req.handover == "secret-block" else None,
+            block if req.handover == HandoverMode.SECRET_BLOCK else None,
             user.last_password_change,
         )
         step.note(
@@ -564,23 +564,27 @@ def _dry_run(
                 else "stop as PrivilegedAccount (no override); change nothing."
             )
         )
-    if req.handover == "secret-block":
+    if req.handover == HandoverMode.SECRET_BLOCK:
         plan.append(
             f"Generate a {DEFAULT_LENGTH}-character random password and store it, sealed to the "
             f"profile's hand-over key, in the Secret block {block}."
         )
     plan.append(
         f"Reset the password of {user.user_principal_name} (force change at next sign-in)"
-        + (", to a random value that is discarded." if req.handover != "secret-block" else ".")
+        + (
+            ", to a random value that is discarded."
+            if req.handover != HandoverMode.SECRET_BLOCK
+            else "."
+        )
     )
     plan.append("Revoke the sign-in sessions.")
     plan += planned_containment(req)
-    if req.handover == "tap":
+    if req.handover == HandoverMode.TAP:
         plan.append(
             "Issue a one-time Temporary Access Pass and store it, sealed to the profile's "
             f"hand-over key, in the Secret block {block}."
         )
-    elif req.handover == "none":
+    elif req.handover == HandoverMode.NONE:
         plan.append("Hand over nothing: the user resets the password through self-service.")
     if entry is None:
         plan.append("Finish as NotRestricted: the account is not on the Restricted users list.")
@@ -599,7 +603,7 @@ def _dry_run(
             "Re-read the list to confirm the removal.",
             f"Schedule verify-unblock {req.verification_delay_minutes} minutes later.",
         ]
-    if req.handover != "none":
+    if req.handover != HandoverMode.NONE:
         plan.append("Delete the hand-over Secret block at the follow-up check.")
     journal.report.planned = plan
     return journal.finish(Outcome.DRY_RUN)
@@ -683,16 +687,16 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
 
 
 def _handover_note(req: UnblockRequest, block: str | None) -> str:
-    if req.handover == "secret-block":
+    if req.handover == HandoverMode.SECRET_BLOCK:
         return f"password sealed in Secret block {block}"
-    if req.handover == "tap":
+    if req.handover == HandoverMode.TAP:
         return f"one-time Temporary Access Pass sealed in Secret block {block}"
     return "none: the password was discarded; the user resets it through self-service"
 
 
 def _not_unblocked_steps(req: UnblockRequest, journal: Journal) -> list[str]:
     steps = ["The account stays on the Restricted users list; start a new run to try again."]
-    if req.handover != "none":
+    if req.handover != HandoverMode.NONE:
         steps.append(
             "Hand the new credential over (never by e-mail) before the cleanup run deletes it."
         )

@@ -59,7 +59,7 @@ def prepare_handover(tenant: str, block_name: str, mode: HandoverMode) -> str:
     logger = run_logger()
     public_key = handover_key(tenant)  # NoHandoverKey (nothing changed yet) if unusable
     fp = fingerprint(parse_public_key(public_key))
-    if mode != "secret-block":
+    if mode != HandoverMode.SECRET_BLOCK:
         logger.info("Hand-over key %s checked; the TAP is sealed to it once issued", fp)
         return f"hand-over key {fp} checked"
     if passwords.recall(block_name) is not None and _exists(block_name):
@@ -96,7 +96,7 @@ def hand_over_credential(
     """Make the credential available to the analyst: nothing more in 'secret-block' mode, a
     one-time Temporary Access Pass (sealed) in 'tap' mode, nothing at all in 'none' mode."""
     logger = run_logger()
-    if mode != "tap" or block_name is None:
+    if mode != HandoverMode.TAP or block_name is None:
         logger.info("Credential hand-over: %s", block_name or "none (self-service reset)")
         if block_name is not None:
             passwords.forget(block_name)  # reset done: no clear copy left in memory
