@@ -26,6 +26,7 @@ from playbook.params import HandoverMode
 from playbook.reconcile import issue_tap
 from playbook.results import HandoverResult
 from playbook.sealing import CredentialKind, fingerprint, parse_public_key, seal
+from playbook.steps import Step
 
 from ._policy import RETRIES, RETRY_DELAYS, RETRY_JITTER, retry_if_transient
 
@@ -139,7 +140,7 @@ def delete_handover(block_name: str, reason: str = "") -> bool:
         run_logger().info("Hand-over block %s was already deleted", block_name)
         return False
     handover_audit.record_deleted(
-        block_name, by=handover_audit.current_actor("delete_handover"), reason=reason
+        block_name, by=handover_audit.current_actor(Step.DELETE_HANDOVER), reason=reason
     )
     run_logger().info("Hand-over block %s deleted", block_name)
     return True
