@@ -18,6 +18,7 @@ from m365.models import RestrictedSender, User
 from orchestration.journal import Journal
 from playbook.decisions import addresses_to_check
 from playbook.eviction import (
+    REMOVALS,
     ActionKind,
     DelegatesReview,
     EvictionEvidence,
@@ -54,12 +55,6 @@ REENABLE_HINT = (
     "Sign-in stays blocked (block_sign_in). Once the account is safe, re-enable it: Entra admin "
     "center > Users > the user > Edit properties > Settings > Account enabled, or Microsoft Graph "
     "PATCH /users/{id} with accountEnabled true."
-)
-# The actions that remove a foothold, in the order they run; re-enabling sign-in comes last.
-REMOVALS = (
-    ActionKind.REMOVE_SIGN_IN_METHODS,
-    ActionKind.REVOKE_OAUTH_GRANTS,
-    ActionKind.REMOVE_MAILBOX_DELEGATES,
 )
 
 
@@ -265,29 +260,3 @@ def _named(record: EvictionRecord, user: User) -> EvictionRecord:
 
 def _labelled(record: EvictionRecord, action: PlannedAction) -> EvictionRecord:
     return record.model_copy(update={"labels": tuple((t.id, t.label) for t in action.targets)})
-
-
-def planned_containment(req: UnblockRequest) -> list[str]:
-    """The dry-run plan's containment line, if sign-in would be blocked."""
-    if not req.block_sign_in:
-        return []
-    return [
-        "Block sign-in (accountEnabled false) right after the reset; only the approval can "
-        "re-enable it (a rejected or expired run leaves it blocked)."
-    ]
-
-
-def planned_offers(req: UnblockRequest, plan: EvictionPlan | None) -> list[str]:
-    """The dry-run plan's eviction lines: what the approval form would offer, unticked."""
-    lines: list[str] = []
-    for action in plan.actions if plan is not None else ():
-        on = "; ".join(t.label for t in action.targets)
-        lines.append(
-            f"Offer in the approval form, unticked: {action.title} ({on}). {action.what} "
-            f"{action.undo} Re-read before and after; what is already gone counts as done."
-        )
-    if plan is not None and any(a.kind in REMOVALS for a in plan.actions):
-        lines.append("After an eviction action that changed something: revoke the sessions again.")
-    if req.block_sign_in:
-        lines.append("Offer in the approval form, unticked: Re-enable sign-in.")
-    return lines

@@ -43,8 +43,6 @@ from flows._eviction import (
     contain_sign_in,
     evict,
     gather_eviction_evidence,
-    planned_containment,
-    planned_offers,
     restore_sign_in,
 )
 from flows._execution import execution_path
@@ -81,7 +79,7 @@ from playbook.evidence import (
 )
 from playbook.outcomes import Outcome
 from playbook.params import HandoverMode, UnblockRequest, VerifyRequest
-from playbook.passwords import DEFAULT_LENGTH
+from playbook.procedure import PlanFacts, dry_run_plan
 from playbook.recovery import RecoveryAction
 from playbook.rendering import (
     render_approval,
@@ -543,7 +541,8 @@ def _count_unblock(req: UnblockRequest, journal: Journal, address: str) -> None:
 def _dry_run(
     req: UnblockRequest, journal: Journal, user: User, roles: tuple[str, ...]
 ) -> State[Any]:
-    """Read the list and say exactly what a real run would do."""
+    """Read the list and say exactly what a real run would do: the plan is read off the same
+    step list this module's body runs (``playbook.procedure``)."""
     with journal.step(Step.FIND_RESTRICTED_ENTRY) as step:
         entries = find_restricted_entry(req.tenant, addresses_to_check(user))
         entry = match_restricted_entry(user, entries)
@@ -554,59 +553,16 @@ def _dry_run(
         if entry is not None
         else None
     )
-    block = handover_block_name(journal.report.flow_run_id)
-    plan: list[str] = []
-    if roles:
-        plan.append(
-            f"The account holds {', '.join(roles)}: "
-            + (
-                "ask a second person (not the requester) to approve the password reset first."
-                if req.allow_privileged_reset
-                else "stop as PrivilegedAccount (no override); change nothing."
-            )
-        )
-    if req.handover == HandoverMode.SECRET_BLOCK:
-        plan.append(
-            f"Generate a {DEFAULT_LENGTH}-character random password and store it, sealed to the "
-            f"profile's hand-over key, in the Secret block {block}."
-        )
-    plan.append(
-        f"Reset the password of {user.user_principal_name} (force change at next sign-in)"
-        + (
-            ", to a random value that is discarded."
-            if req.handover != HandoverMode.SECRET_BLOCK
-            else "."
+    journal.report.planned = dry_run_plan(
+        PlanFacts(
+            request=req,
+            account=user.user_principal_name,
+            roles=roles,
+            handover_block=handover_block_name(journal.report.flow_run_id),
+            restricted_as=entry.sender_address if entry is not None else None,
+            eviction=eviction,
         )
     )
-    plan.append("Revoke the sign-in sessions.")
-    plan += planned_containment(req)
-    if req.handover == HandoverMode.TAP:
-        plan.append(
-            "Issue a one-time Temporary Access Pass and store it, sealed to the profile's "
-            f"hand-over key, in the Secret block {block}."
-        )
-    elif req.handover == HandoverMode.NONE:
-        plan.append("Hand over nothing: the user resets the password through self-service.")
-    if entry is None:
-        plan.append("Finish as NotRestricted: the account is not on the Restricted users list.")
-    else:
-        plan += [
-            "Re-read the user: refuse the unblock unless the password change is newer than the "
-            "restriction.",
-            "Review inbox rules (hidden ones included), mailbox forwarding and earlier unblocks "
-            "for the approver.",
-            "Review sign-in methods, sign-ins, app consents, mailbox delegates and sent mail "
-            f"from {req.suspicion_window_days} day(s) before the restriction until now.",
-            f"Ask for approval (timeout {req.approval_timeout_minutes} minutes).",
-            *planned_offers(req, eviction),
-            f"If approved: remove {entry.sender_address} from the Restricted users list with the "
-            f"reason: {unblock_reason(req.ticket, '<approver>')}.",
-            "Re-read the list to confirm the removal.",
-            f"Schedule verify-unblock {req.verification_delay_minutes} minutes later.",
-        ]
-    if req.handover != HandoverMode.NONE:
-        plan.append("Delete the hand-over Secret block at the follow-up check.")
-    journal.report.planned = plan
     return journal.finish(Outcome.DRY_RUN)
 
 
