@@ -38,6 +38,7 @@ from orchestration.logs import run_logger
 from playbook.evidence import escalation_schedule
 from playbook.params import UnblockRequest
 from playbook.report import RunReport, StepRecord
+from playbook.steps import Step
 from tasks.send_notification import send_notification
 
 F = TypeVar("F", bound=RunInput)
@@ -92,7 +93,7 @@ def wait_for_people(
         grace_seconds=max(30, 3 * approval_poll_seconds()),
     )
     if req.notify:
-        with journal.step("notify_approval_needed") as step:
+        with journal.step(Step.NOTIFY_APPROVAL_NEEDED) as step:
             ctx = notification_context(
                 req,
                 report,
@@ -128,7 +129,7 @@ def wait_for_people(
 
     elif req.escalate_to:
         journal.skipped(
-            "escalate",
+            Step.ESCALATE,
             "escalate_after_minutes is not shorter than approval_timeout_minutes: no escalation",
         )
     outcome = wait_for_decision(
@@ -179,7 +180,7 @@ def notify_outcome(req: UnblockRequest, journal: Journal, report: RunReport) -> 
         approver=approver,
     )
     try:
-        with journal.step("notify_outcome") as step:
+        with journal.step(Step.NOTIFY_OUTCOME) as step:
             step.note(
                 deliveries_note(send_notification(tuple(req.notify), NotificationKind.OUTCOME, ctx))
             )

@@ -18,6 +18,7 @@ from m365.models import RestrictedSender, User
 from orchestration.journal import Journal
 from playbook.decisions import addresses_to_check
 from playbook.eviction import (
+    REMOVALS,
     ActionKind,
     DelegatesReview,
     EvictionEvidence,
@@ -34,6 +35,7 @@ from playbook.eviction import (
 from playbook.evidence import tenant_domains
 from playbook.params import UnblockRequest
 from playbook.report import utcnow
+from playbook.steps import Step
 from tasks.block_sign_in import block_sign_in
 from tasks.enable_sign_in import enable_sign_in
 from tasks.remove_mailbox_delegates import remove_mailbox_delegates
@@ -54,19 +56,13 @@ REENABLE_HINT = (
     "center > Users > the user > Edit properties > Settings > Account enabled, or Microsoft Graph "
     "PATCH /users/{id} with accountEnabled true."
 )
-# The actions that remove a foothold, in the order they run; re-enabling sign-in comes last.
-REMOVALS = (
-    ActionKind.REMOVE_SIGN_IN_METHODS,
-    ActionKind.REVOKE_OAUTH_GRANTS,
-    ActionKind.REMOVE_MAILBOX_DELEGATES,
-)
 
 
 def contain_sign_in(req: UnblockRequest, journal: Journal, user: User) -> None:
     """Block sign-in right after the reset. A refusal is recorded (the reset stands); the run
     goes on, and the approver sees sign-in still enabled in the evidence."""
     try:
-        with journal.step("block_sign_in") as step:
+        with journal.step(Step.BLOCK_SIGN_IN) as step:
             record = _named(block_sign_in(req.tenant, user.id), user)
             step.note(record.detail, *record.request_ids)
     except M365Error as exc:
@@ -99,7 +95,7 @@ def gather_eviction_evidence(
 
     methods = _review(
         journal,
-        "review_sign_in_methods",
+        Step.REVIEW_SIGN_IN_METHODS,
         lambda: review_sign_in_methods(req.tenant, user.id, window),
         lambda exc: MethodsReview(
             user_id=user.id, check=not_checked(exc, needs="UserAuthenticationMethod.Read.All")
@@ -108,7 +104,7 @@ def gather_eviction_evidence(
     )
     sign_ins = _review(
         journal,
-        "review_sign_ins",
+        Step.REVIEW_SIGN_INS,
         lambda: review_sign_ins(req.tenant, user.id, window),
         lambda exc: SignInSummary(
             user_id=user.id,
@@ -123,7 +119,7 @@ def gather_eviction_evidence(
     )
     grants = _review(
         journal,
-        "review_oauth_grants",
+        Step.REVIEW_OAUTH_GRANTS,
         lambda: review_oauth_grants(req.tenant, user.id, window),
         lambda exc: GrantsReview(
             user_id=user.id, check=not_checked(exc, needs="DelegatedPermissionGrant.ReadWrite.All")
@@ -132,7 +128,7 @@ def gather_eviction_evidence(
     )
     delegates = _review(
         journal,
-        "review_mailbox_delegates",
+        Step.REVIEW_MAILBOX_DELEGATES,
         lambda: review_mailbox_delegates(req.tenant, mailbox, domains),
         lambda exc: DelegatesReview(
             mailbox=mailbox, check=not_checked(exc, needs="the Exchange Administrator role")
@@ -141,7 +137,7 @@ def gather_eviction_evidence(
     )
     sent_mail = _review(
         journal,
-        "review_sent_mail",
+        Step.REVIEW_SENT_MAIL,
         lambda: review_sent_mail(req.tenant, sender, window, domains),
         lambda exc: SentMailSummary(
             mailbox=sender, check=not_checked(exc, needs="the Exchange Administrator role")
@@ -166,7 +162,7 @@ def gather_eviction_evidence(
 
 def _review(
     journal: Journal,
-    name: str,
+    name: Step,
     read: Callable[[], R],
     unread: Callable[[M365Error], R],
     summary: Callable[[R], str],
@@ -198,21 +194,22 @@ def evict(
             continue
         if kind not in ticked:
             journal.skipped(
-                kind.value, f"not ticked: {len(action.targets)} item(s) left as they are"
+                Step(kind.value), f"not ticked: {len(action.targets)} item(s) left as they are"
             )
             continue
-        with journal.step(kind.value) as step:
+        with journal.step(Step(kind.value)) as step:
             record = _labelled(_run_removal(req, user, action), action)
             step.note(record.detail, *record.request_ids)
         records.append(record)
     journal.report.evictions.extend(records)
     if any(r.changed for r in records):
-        with journal.step("revoke_sessions_after_eviction") as step:
+        with journal.step(Step.REVOKE_SESSIONS_AFTER_EVICTION) as step:
             receipt = revoke_sessions(req.tenant, user.id)
             step.note("sign-in sessions revoked again", receipt.request_id)
     elif records:
         journal.skipped(
-            "revoke_sessions_after_eviction", "nothing changed: the sessions were revoked earlier"
+            Step.REVOKE_SESSIONS_AFTER_EVICTION,
+            "nothing changed: the sessions were revoked earlier",
         )
     return tuple(records)
 
@@ -225,11 +222,11 @@ def restore_sign_in(
     if not report.sign_in_blocked:
         return None
     if ActionKind.ENABLE_SIGN_IN not in ticked:
-        journal.skipped("enable_sign_in", "not ticked: sign-in stays blocked")
+        journal.skipped(Step.ENABLE_SIGN_IN, "not ticked: sign-in stays blocked")
         report.next_steps.append(REENABLE_HINT)
         return None
     try:
-        with journal.step("enable_sign_in") as step:
+        with journal.step(Step.ENABLE_SIGN_IN) as step:
             record = _named(enable_sign_in(req.tenant, user.id), user)
             step.note(record.detail, *record.request_ids)
     except M365Error as exc:
@@ -263,29 +260,3 @@ def _named(record: EvictionRecord, user: User) -> EvictionRecord:
 
 def _labelled(record: EvictionRecord, action: PlannedAction) -> EvictionRecord:
     return record.model_copy(update={"labels": tuple((t.id, t.label) for t in action.targets)})
-
-
-def planned_containment(req: UnblockRequest) -> list[str]:
-    """The dry-run plan's containment line, if sign-in would be blocked."""
-    if not req.block_sign_in:
-        return []
-    return [
-        "Block sign-in (accountEnabled false) right after the reset; only the approval can "
-        "re-enable it (a rejected or expired run leaves it blocked)."
-    ]
-
-
-def planned_offers(req: UnblockRequest, plan: EvictionPlan | None) -> list[str]:
-    """The dry-run plan's eviction lines: what the approval form would offer, unticked."""
-    lines: list[str] = []
-    for action in plan.actions if plan is not None else ():
-        on = "; ".join(t.label for t in action.targets)
-        lines.append(
-            f"Offer in the approval form, unticked: {action.title} ({on}). {action.what} "
-            f"{action.undo} Re-read before and after; what is already gone counts as done."
-        )
-    if plan is not None and any(a.kind in REMOVALS for a in plan.actions):
-        lines.append("After an eviction action that changed something: revoke the sessions again.")
-    if req.block_sign_in:
-        lines.append("Offer in the approval form, unticked: Re-enable sign-in.")
-    return lines

@@ -43,8 +43,6 @@ from flows._eviction import (
     contain_sign_in,
     evict,
     gather_eviction_evidence,
-    planned_containment,
-    planned_offers,
     restore_sign_in,
 )
 from flows._execution import execution_path
@@ -80,8 +78,8 @@ from playbook.evidence import (
     when,
 )
 from playbook.outcomes import Outcome
-from playbook.params import UnblockRequest, VerifyRequest
-from playbook.passwords import DEFAULT_LENGTH
+from playbook.params import HandoverMode, UnblockRequest, VerifyRequest
+from playbook.procedure import PlanFacts, dry_run_plan
 from playbook.recovery import RecoveryAction
 from playbook.rendering import (
     render_approval,
@@ -91,6 +89,7 @@ from playbook.rendering import (
     render_unblock_report,
 )
 from playbook.report import ApprovalRecord, RunReport, utcnow
+from playbook.steps import Step
 from tasks.clear_forwarding import clear_forwarding
 from tasks.confirm_unblock import confirm_unblock
 from tasks.count_unblocks import read_unblock_count, record_unblock
@@ -148,7 +147,7 @@ def unblock_user(request: UnblockRequest) -> State[Any]:
 def _recover_earlier_runs(req: UnblockRequest, journal: Journal) -> None:
     """An earlier run for this account that crashed may still hold a hand-over secret: this reset
     made its password stale, so delete it (or give it its follow-up). Never fatal."""
-    with journal.step("recover_interrupted_runs") as step:
+    with journal.step(Step.RECOVER_INTERRUPTED_RUNS) as step:
         try:
             records = recover_interrupted_runs(req.tenant, req.account, journal.report.flow_run_id)
         except (PrefectException, httpx.HTTPError) as exc:
@@ -165,13 +164,13 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     report = journal.report
 
     # 1. Resolve the account; an admin is not reset without the override and a second person.
-    with journal.step("resolve_account") as step:
+    with journal.step(Step.RESOLVE_ACCOUNT) as step:
         user = resolve_account(req.tenant, req.account)
         step.note(f"{user.user_principal_name} ({user.id})")
     report.user = user
     if (stop := account_stop(user)) is not None:
         return journal.finish(stop)
-    with journal.step("review_admin_roles") as step:
+    with journal.step(Step.REVIEW_ADMIN_ROLES) as step:
         roles = review_admin_roles(req.tenant, user.id).roles
         step.note(", ".join(roles) if roles else "none")
     if req.dry_run:
@@ -180,17 +179,17 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
         return refused
 
     # 2. Reset the password immediately, revoke sessions, hand the credential over.
-    block = handover_block_name(report.flow_run_id) if req.handover != "none" else None
+    block = handover_block_name(report.flow_run_id) if req.handover != HandoverMode.NONE else None
     if block:
-        with journal.step("prepare_handover") as step:
+        with journal.step(Step.PREPARE_HANDOVER) as step:
             step.note(prepare_handover(req.tenant, block, req.handover))
-        if req.handover == "secret-block":
+        if req.handover == HandoverMode.SECRET_BLOCK:
             report.handover_block = block
-    with journal.step("reset_password") as step:
+    with journal.step(Step.RESET_PASSWORD) as step:
         reset = reset_password(
             req.tenant,
             user.id,
-            block if req.handover == "secret-block" else None,
+            block if req.handover == HandoverMode.SECRET_BLOCK else None,
             user.last_password_change,
         )
         step.note(
@@ -198,19 +197,19 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
             + ("; an earlier attempt had already applied it" if reset.already_applied else ""),
             reset.request_id,
         )
-    with journal.step("revoke_sessions") as step:
+    with journal.step(Step.REVOKE_SESSIONS) as step:
         receipt = revoke_sessions(req.tenant, user.id)
         step.note("sign-in sessions revoked", receipt.request_id)
     if req.block_sign_in:
         contain_sign_in(req, journal, user)
-    with journal.step("hand_over_credential") as step:
+    with journal.step(Step.HAND_OVER_CREDENTIAL) as step:
         handover = hand_over_credential(req.tenant, user.id, req.handover, block)
         report.handover_block = handover.handover_block
         step.note(_handover_note(req, handover.handover_block), handover.request_id)
     _recover_earlier_runs(req, journal)
 
     # 3. Look for the account on the Restricted users list.
-    with journal.step("find_restricted_entry") as step:
+    with journal.step(Step.FIND_RESTRICTED_ENTRY) as step:
         entries = find_restricted_entry(req.tenant, addresses_to_check(user))
         entry = match_restricted_entry(user, entries)
         step.note(f"listed as {entry.sender_address}" if entry else "not listed")
@@ -224,7 +223,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
 
     # 5. The password change must be newer than the restriction; then the evidence and the
     #    human approval.
-    with journal.step("confirm_password_change") as step:
+    with journal.step(Step.CONFIRM_PASSWORD_CHANGE) as step:
         # The user as it is now: the approval and the report show the change in force.
         report.user = user = resolve_account(req.tenant, user.id)
         password = password_reset_guard(user.last_password_change, entry.created)
@@ -275,7 +274,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
                 *_not_unblocked_steps(req, journal),
             ],
         )
-    with journal.step("unblock_sender") as step:
+    with journal.step(Step.UNBLOCK_SENDER) as step:
         removed = unblock_sender(
             req.tenant, entry.sender_address, unblock_reason(req.ticket, decision.approver)
         )
@@ -286,7 +285,7 @@ def _procedure(req: UnblockRequest, journal: Journal) -> State[Any]:
     _count_unblock(req, journal, entry.sender_address)
 
     # 7. Confirm, and schedule the follow-up check.
-    with journal.step("confirm_unblock") as step:
+    with journal.step(Step.CONFIRM_UNBLOCK) as step:
         confirmed = confirm_unblock(req.tenant, entry.sender_address)
         step.note(
             "still visible (removal propagating)" if confirmed.still_listed else "gone from list"
@@ -329,7 +328,7 @@ def _privileged_gate(
         evidence_link=link,
         evidence_key=PRIVILEGED_EVIDENCE_KEY,
     )
-    with journal.step("request_privileged_approval") as step:
+    with journal.step(Step.REQUEST_PRIVILEGED_APPROVAL) as step:
         waited = wait_for_people(
             req,
             journal,
@@ -386,7 +385,7 @@ def _reread_account(req: UnblockRequest, journal: Journal, user: User) -> None:
     """Read the user again after the reset, so the report shows the password change in force.
     The reset itself succeeded: a failed read is recorded, it does not fail the run."""
     try:
-        with journal.step("confirm_password_change") as step:
+        with journal.step(Step.CONFIRM_PASSWORD_CHANGE) as step:
             journal.report.user = current = resolve_account(req.tenant, user.id)
             step.note(f"last password change {when(current.last_password_change)}")
     except M365Error:
@@ -412,7 +411,7 @@ def _gather_evidence(
     rules: tuple[RuleFinding, ...] = ()
     forwarding: ForwardingFinding | None = None
     try:
-        with journal.step("review_inbox_rules") as step:
+        with journal.step(Step.REVIEW_INBOX_RULES) as step:
             rules = review_inbox_rules(req.tenant, mailbox, domains).rules
             step.note(
                 f"{len(rules)} rule(s), {sum(r.suspicious for r in rules)} suspicious, "
@@ -421,7 +420,7 @@ def _gather_evidence(
     except M365Error as exc:
         errors.append(f"Inbox rules: {type(exc).__name__}")
     try:
-        with journal.step("review_mailbox_forwarding") as step:
+        with journal.step(Step.REVIEW_MAILBOX_FORWARDING) as step:
             forwarding = review_mailbox_forwarding(req.tenant, mailbox, domains)
             step.note(
                 ("external" if forwarding.external else "internal") + " forwarding"
@@ -430,7 +429,7 @@ def _gather_evidence(
             )
     except M365Error as exc:
         errors.append(f"Mailbox forwarding: {type(exc).__name__}")
-    with journal.step("read_unblock_count") as step:
+    with journal.step(Step.READ_UNBLOCK_COUNT) as step:
         cap = cap_warning(read_unblock_count(req.tenant, entry.sender_address))
         step.note(f"{cap.previous_unblocks} earlier unblock(s) by this playbook")
     return Evidence(
@@ -469,7 +468,7 @@ def _request_approval(
         evidence_key=EVIDENCE_KEY,
         plan=plan,
     )
-    with journal.step("request_approval") as step:
+    with journal.step(Step.REQUEST_APPROVAL) as step:
         waited = wait_for_people(
             req,
             journal,
@@ -510,27 +509,27 @@ def _clean_up_mailbox(
     ticked = decision.cleanups()
     to_disable = tuple(r.identity for r in evidence.rules_to_disable)
     if CleanUp.DISABLE_SUSPICIOUS_RULES in ticked and to_disable:
-        with journal.step("disable_suspicious_rules") as step:
+        with journal.step(Step.DISABLE_SUSPICIOUS_RULES) as step:
             done = disable_suspicious_rules(req.tenant, mailbox, to_disable)
             step.note(done.detail, *done.request_ids)
     elif to_disable:
         journal.skipped(
-            "disable_suspicious_rules", f"not ticked: {len(to_disable)} rule(s) left as they are"
+            Step.DISABLE_SUSPICIOUS_RULES, f"not ticked: {len(to_disable)} rule(s) left as they are"
         )
     forwards = evidence.forwarding is not None and evidence.forwarding.forwards
     if CleanUp.CLEAR_FORWARDING in ticked:
-        with journal.step("clear_forwarding") as step:
+        with journal.step(Step.CLEAR_FORWARDING) as step:
             done = clear_forwarding(req.tenant, mailbox)
             step.note(done.detail, *done.request_ids)
     elif forwards:
-        journal.skipped("clear_forwarding", "not ticked: the mailbox forwarding stays")
+        journal.skipped(Step.CLEAR_FORWARDING, "not ticked: the mailbox forwarding stays")
 
 
 def _count_unblock(req: UnblockRequest, journal: Journal, address: str) -> None:
     """Record the unblock for the cap warning; the unblock itself already happened, so a
     failure here is a next step, not a failed run."""
     try:
-        with journal.step("record_unblock") as step:
+        with journal.step(Step.RECORD_UNBLOCK) as step:
             step.note(f"unblock number {record_unblock(req.tenant, address)} by this playbook")
     except (PrefectException, httpx.HTTPError, ValueError) as exc:
         journal.report.next_steps.append(
@@ -542,8 +541,9 @@ def _count_unblock(req: UnblockRequest, journal: Journal, address: str) -> None:
 def _dry_run(
     req: UnblockRequest, journal: Journal, user: User, roles: tuple[str, ...]
 ) -> State[Any]:
-    """Read the list and say exactly what a real run would do."""
-    with journal.step("find_restricted_entry") as step:
+    """Read the list and say exactly what a real run would do: the plan is read off the same
+    step list this module's body runs (``playbook.procedure``)."""
+    with journal.step(Step.FIND_RESTRICTED_ENTRY) as step:
         entries = find_restricted_entry(req.tenant, addresses_to_check(user))
         entry = match_restricted_entry(user, entries)
         step.note(f"listed as {entry.sender_address}" if entry else "not listed")
@@ -553,55 +553,16 @@ def _dry_run(
         if entry is not None
         else None
     )
-    block = handover_block_name(journal.report.flow_run_id)
-    plan: list[str] = []
-    if roles:
-        plan.append(
-            f"The account holds {', '.join(roles)}: "
-            + (
-                "ask a second person (not the requester) to approve the password reset first."
-                if req.allow_privileged_reset
-                else "stop as PrivilegedAccount (no override); change nothing."
-            )
+    journal.report.planned = dry_run_plan(
+        PlanFacts(
+            request=req,
+            account=user.user_principal_name,
+            roles=roles,
+            handover_block=handover_block_name(journal.report.flow_run_id),
+            restricted_as=entry.sender_address if entry is not None else None,
+            eviction=eviction,
         )
-    if req.handover == "secret-block":
-        plan.append(
-            f"Generate a {DEFAULT_LENGTH}-character random password and store it, sealed to the "
-            f"profile's hand-over key, in the Secret block {block}."
-        )
-    plan.append(
-        f"Reset the password of {user.user_principal_name} (force change at next sign-in)"
-        + (", to a random value that is discarded." if req.handover != "secret-block" else ".")
     )
-    plan.append("Revoke the sign-in sessions.")
-    plan += planned_containment(req)
-    if req.handover == "tap":
-        plan.append(
-            "Issue a one-time Temporary Access Pass and store it, sealed to the profile's "
-            f"hand-over key, in the Secret block {block}."
-        )
-    elif req.handover == "none":
-        plan.append("Hand over nothing: the user resets the password through self-service.")
-    if entry is None:
-        plan.append("Finish as NotRestricted: the account is not on the Restricted users list.")
-    else:
-        plan += [
-            "Re-read the user: refuse the unblock unless the password change is newer than the "
-            "restriction.",
-            "Review inbox rules (hidden ones included), mailbox forwarding and earlier unblocks "
-            "for the approver.",
-            "Review sign-in methods, sign-ins, app consents, mailbox delegates and sent mail "
-            f"from {req.suspicion_window_days} day(s) before the restriction until now.",
-            f"Ask for approval (timeout {req.approval_timeout_minutes} minutes).",
-            *planned_offers(req, eviction),
-            f"If approved: remove {entry.sender_address} from the Restricted users list with the "
-            f"reason: {unblock_reason(req.ticket, '<approver>')}.",
-            "Re-read the list to confirm the removal.",
-            f"Schedule verify-unblock {req.verification_delay_minutes} minutes later.",
-        ]
-    if req.handover != "none":
-        plan.append("Delete the hand-over Secret block at the follow-up check.")
-    journal.report.planned = plan
     return journal.finish(Outcome.DRY_RUN)
 
 
@@ -617,7 +578,7 @@ def _schedule_verify(req: UnblockRequest, journal: Journal, address: str, *, mod
         handover_block=report.handover_block,
         approved_at=report.approval.at if report.approval else None,
     )
-    with journal.step("schedule_verification") as step:
+    with journal.step(Step.SCHEDULE_VERIFICATION) as step:
         scheduled = schedule_verification(check, at, f"{mode}-{report.flow_run_name}")
         step.note(f"{scheduled.flow_run_name} ({mode}) at {at.isoformat(timespec='seconds')}")
     report.verification_run = scheduled.flow_run_name
@@ -637,10 +598,10 @@ def _cleanup_after_failure(req: UnblockRequest, journal: Journal) -> None:
     if not block:
         return
     try:
-        if journal.done("reset_password"):
+        if journal.done(Step.RESET_PASSWORD):
             _schedule_cleanup(req, journal)
         else:
-            with journal.step("delete_handover") as step:
+            with journal.step(Step.DELETE_HANDOVER) as step:
                 delete_handover(block)
                 step.note("the password never took effect; secret deleted")
             journal.report.handover_block = None
@@ -664,7 +625,7 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
                 "Do not run this playbook again for this account: it will hit the same limit.",
             ],
         )
-    if isinstance(exc, NotFoundError) and failed_step == "resolve_account":
+    if isinstance(exc, NotFoundError) and failed_step == Step.RESOLVE_ACCOUNT:
         return journal.finish(Outcome.ACCOUNT_NOT_FOUND, detail=str(exc))
     return journal.finish(
         Outcome.STEP_FAILED,
@@ -674,7 +635,7 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
             "profile or the app registration fixed; then start a new run.",
             *(
                 ["The password reset stands; hand the credential over before the cleanup run."]
-                if journal.done("reset_password")
+                if journal.done(Step.RESET_PASSWORD)
                 else []
             ),
             *_sign_in_steps(journal),
@@ -683,16 +644,16 @@ def _failed(req: UnblockRequest, journal: Journal, exc: BaseException) -> State[
 
 
 def _handover_note(req: UnblockRequest, block: str | None) -> str:
-    if req.handover == "secret-block":
+    if req.handover == HandoverMode.SECRET_BLOCK:
         return f"password sealed in Secret block {block}"
-    if req.handover == "tap":
+    if req.handover == HandoverMode.TAP:
         return f"one-time Temporary Access Pass sealed in Secret block {block}"
     return "none: the password was discarded; the user resets it through self-service"
 
 
 def _not_unblocked_steps(req: UnblockRequest, journal: Journal) -> list[str]:
     steps = ["The account stays on the Restricted users list; start a new run to try again."]
-    if req.handover != "none":
+    if req.handover != HandoverMode.NONE:
         steps.append(
             "Hand the new credential over (never by e-mail) before the cleanup run deletes it."
         )

@@ -27,6 +27,7 @@ from playbook.outcomes import Outcome
 from playbook.params import VerifyRequest
 from playbook.rendering import render_verify_report
 from playbook.report import ApprovalRecord, RunReport, utcnow
+from playbook.steps import Step
 from tasks.confirm_unblock import confirm_unblock
 from tasks.hand_over_credential import delete_handover
 from tasks.schedule_verification import schedule_verification
@@ -69,7 +70,7 @@ def verify_unblock(check: VerifyRequest) -> State[Any]:
 
 
 def _verify(check: VerifyRequest, journal: Journal) -> State[Any]:
-    with journal.step("confirm_unblock") as step:
+    with journal.step(Step.CONFIRM_UNBLOCK) as step:
         confirmed = confirm_unblock(check.tenant, check.account)
         step.note("still listed" if confirmed.still_listed else "gone from the list")
     decision = verify_decision(
@@ -87,7 +88,7 @@ def _verify(check: VerifyRequest, journal: Journal) -> State[Any]:
     journal.report.entry = confirmed.entry
     if decision.action is VerifyAction.RECHECK and decision.next_check_at is not None:
         nxt = check.model_copy(update={"attempt": check.attempt + 1})
-        with journal.step("schedule_verification") as step:
+        with journal.step(Step.SCHEDULE_VERIFICATION) as step:
             name = f"verify-{check.attempt + 1}-{journal.report.flow_run_name}"
             scheduled = schedule_verification(nxt, decision.next_check_at, name)
             step.note(f"check {check.attempt + 1} at {decision.next_check_at.isoformat()}")
@@ -105,7 +106,7 @@ def _verify(check: VerifyRequest, journal: Journal) -> State[Any]:
 def _delete_secret(check: VerifyRequest, journal: Journal) -> None:
     if not check.handover_block:
         return
-    with journal.step("delete_handover") as step:
+    with journal.step(Step.DELETE_HANDOVER) as step:
         existed = delete_handover(check.handover_block)
         step.note("deleted" if existed else "was already gone")
 

@@ -32,6 +32,7 @@ from urllib.parse import urlsplit
 from uuid import UUID
 
 from playbook.decisions import handover_block_name
+from playbook.params import HandoverMode
 from playbook.sealing import (
     SealError,
     fingerprint,
@@ -239,7 +240,7 @@ def _reveal(client: Any, api_url: str, run_id: str, private: Any, analyst: str |
         raise HandoverFailed(_http_problem(exc, api_url)) from None
     request = (run.parameters or {}).get("request") or {}
     account = request.get("account", "the account") if isinstance(request, dict) else "the account"
-    if isinstance(request, dict) and request.get("handover") == "none":
+    if isinstance(request, dict) and request.get("handover") == HandoverMode.NONE:
         raise HandoverFailed(
             f"run {run_id} handed over nothing (handover 'none'): the user resets the password "
             "through self-service"

@@ -1,9 +1,10 @@
 """The run's audit journal: step records, the final named state, and the report artifact.
 
-Each documented step runs inside ``journal.step(name)``; the journal notes its start, end,
-status and Microsoft request ids. ``journal.finish(outcome)`` renders the report from
-``templates/``, publishes it as a Markdown artifact and returns the named Prefect state the
-flow ends in. Nothing here ever sees a secret; details pass through the redaction filter anyway.
+Each documented step runs inside ``journal.step(name)``, named by a ``playbook.steps.Step``; the
+journal notes its start, end, status and Microsoft request ids. ``journal.finish(outcome)``
+renders the report from ``templates/``, publishes it as a Markdown artifact and returns the named
+Prefect state the flow ends in. Nothing here ever sees a secret; details pass through the
+redaction filter anyway.
 
 A named outcome that is not a success (Rejected, ApprovalExpired, ...) is a *decision*, not a
 crash, so it must not log a traceback. Two things in Prefect 3.9.1 made it do so when the run
@@ -35,7 +36,7 @@ from prefect.exceptions import CancelledRun, FailedRun
 from prefect.states import Cancelled, Completed, Failed
 
 from m365.errors import M365Error
-from playbook import redaction
+from playbook import redaction, steps
 from playbook.outcomes import Outcome
 from playbook.report import RunReport, StepRecord, utcnow
 
@@ -106,7 +107,7 @@ class Journal:
         self.artifact_key = artifact_key
         self._render = render
         self._log = log
-        self.current: str | None = None
+        self.current: steps.Step | None = None
         self.finished_state: State[Any] | None = None
         # Called once in finish(), after the outcome is set and before the report is rendered
         # (e.g. to send the outcome notification and record it as a step). Must not raise.
@@ -114,7 +115,7 @@ class Journal:
         quiet_named_outcomes()
 
     @contextmanager
-    def step(self, name: str) -> Iterator[Step]:
+    def step(self, name: steps.Step) -> Iterator[Step]:
         record = StepRecord(name=name, status="done", started=utcnow())
         self.report.steps.append(record)
         self.current = name
@@ -129,13 +130,13 @@ class Journal:
         finally:
             record.finished = utcnow()
 
-    def skipped(self, name: str, why: str) -> None:
+    def skipped(self, name: steps.Step, why: str) -> None:
         now = utcnow()
         self.report.steps.append(
             StepRecord(name=name, status="skipped", started=now, finished=now, detail=why)
         )
 
-    def done(self, name: str) -> bool:
+    def done(self, name: steps.Step) -> bool:
         return any(s.name == name and s.status == "done" for s in self.report.steps)
 
     def finish(

@@ -875,6 +875,13 @@ class ActionKind(StrEnum):
     ENABLE_SIGN_IN = "enable_sign_in"
 
 
+# The actions that remove a foothold, in the order they run; re-enabling sign-in comes last.
+REMOVALS = (
+    ActionKind.REMOVE_SIGN_IN_METHODS,
+    ActionKind.REVOKE_OAUTH_GRANTS,
+    ActionKind.REMOVE_MAILBOX_DELEGATES,
+)
+
 ACTION_TITLES: dict[ActionKind | Literal["block_sign_in"], str] = {
     ActionKind.REMOVE_SIGN_IN_METHODS: "Remove the flagged sign-in methods",
     ActionKind.REVOKE_OAUTH_GRANTS: "Revoke the flagged app consents",

@@ -15,6 +15,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
@@ -26,6 +27,7 @@ from pydantic import (
     GetCoreSchemaHandler,
     GetJsonSchemaHandler,
     ValidationError,
+    WithJsonSchema,
 )
 from pydantic.config import JsonDict
 from pydantic.json_schema import JsonSchemaValue
@@ -79,7 +81,21 @@ NO_NEWLINE: JsonDict = {"not": {"pattern": LINE_BREAK}}
 
 _M = TypeVar("_M", bound=BaseModel)
 
-HandoverMode = Literal["secret-block", "tap", "none"]
+
+class HandoverMode(StrEnum):
+    """How the new credential reaches the user: the flow parameter ``handover``."""
+
+    SECRET_BLOCK = "secret-block"  # noqa: S105 (the mode's name)
+    TAP = "tap"
+    NONE = "none"
+
+
+# The parameter's JSON schema stays the plain string enum it always was (pydantic would render a
+# StrEnum as a ``$ref`` to a definition): the served schema, the UI form and stored runs see the
+# same values; Python code gets the enum member.
+HandoverParam = Annotated[
+    HandoverMode, WithJsonSchema({"enum": [m.value for m in HandoverMode], "type": "string"})
+]
 
 
 @dataclass(frozen=True)
@@ -283,8 +299,9 @@ class UnblockRequest(_Params):
         le=1440,
         description="How long to wait for an approver before the run ends as ApprovalExpired.",
     )
-    handover: HandoverMode = Field(
-        default="secret-block",
+    handover: HandoverParam = Field(
+        default=HandoverMode.SECRET_BLOCK,
+        title="Handover",  # the title pydantic gave the Literal; it omits it for WithJsonSchema
         description="How the new credential reaches the user: 'secret-block' stores the new "
         "password in a Prefect Secret block named after the run; 'tap' issues a one-time "
         "Temporary Access Pass stored the same way; 'none' discards the password (the user "

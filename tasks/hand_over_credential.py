@@ -24,6 +24,7 @@ from playbook.params import HandoverMode
 from playbook.reconcile import issue_tap
 from playbook.results import HandoverResult
 from playbook.sealing import CredentialKind, fingerprint, parse_public_key, seal
+from playbook.steps import Step
 
 from ._policy import single_try, step
 
@@ -57,7 +58,7 @@ def prepare_handover(tenant: str, block_name: str, mode: HandoverMode) -> str:
     logger = run_logger()
     public_key = handover_key(tenant)  # NoHandoverKey (nothing changed yet) if unusable
     fp = fingerprint(parse_public_key(public_key))
-    if mode != "secret-block":
+    if mode != HandoverMode.SECRET_BLOCK:
         logger.info("Hand-over key %s checked; the TAP is sealed to it once issued", fp)
         return f"hand-over key {fp} checked"
     if passwords.recall(block_name) is not None and _exists(block_name):
@@ -86,7 +87,7 @@ def hand_over_credential(
     """Make the credential available to the analyst: nothing more in 'secret-block' mode, a
     one-time Temporary Access Pass (sealed) in 'tap' mode, nothing at all in 'none' mode."""
     logger = run_logger()
-    if mode != "tap" or block_name is None:
+    if mode != HandoverMode.TAP or block_name is None:
         logger.info("Credential hand-over: %s", block_name or "none (self-service reset)")
         if block_name is not None:
             passwords.forget(block_name)  # reset done: no clear copy left in memory
@@ -129,7 +130,7 @@ def delete_handover(block_name: str, reason: str = "") -> bool:
         run_logger().info("Hand-over block %s was already deleted", block_name)
         return False
     handover_audit.record_deleted(
-        block_name, by=handover_audit.current_actor("delete_handover"), reason=reason
+        block_name, by=handover_audit.current_actor(Step.DELETE_HANDOVER), reason=reason
     )
     run_logger().info("Hand-over block %s deleted", block_name)
     return True

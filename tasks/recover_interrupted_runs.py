@@ -51,6 +51,7 @@ from playbook.recovery import (
     decide,
     same_account,
 )
+from playbook.steps import Step
 
 from ._policy import single_try
 
@@ -100,7 +101,7 @@ def _delete_block(client: SyncPrefectClient, name: str, reason: str) -> bool:
     except ObjectNotFound:
         return False
     handover_audit.record_deleted(
-        name, by=handover_audit.current_actor("recover_interrupted_runs"), reason=reason
+        name, by=handover_audit.current_actor(Step.RECOVER_INTERRUPTED_RUNS), reason=reason
     )
     return True
 
@@ -120,7 +121,7 @@ def _runs(client: SyncPrefectClient, flow: str, states: Sequence[str]) -> list[F
     )
 
 
-def _completed(client: SyncPrefectClient, run_id: UUID, task_name: str) -> bool:
+def _completed(client: SyncPrefectClient, run_id: UUID, task_name: Step) -> bool:
     """True if the flow run has a completed task run of ``task_name``."""
     task_runs = client.read_task_runs(
         flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
@@ -146,7 +147,7 @@ def _superseded(
         later = _request(other)
         if later is None or not same_account(later, request.tenant, request.account):
             continue
-        if _completed(client, other.id, "reset_password"):
+        if _completed(client, other.id, Step.RESET_PASSWORD):
             return True
     return False
 
@@ -224,7 +225,7 @@ def recover(
                 created=run.created or now,
                 handover_block=block,
                 followup_pending=block in followups,
-                unblocked=_completed(client, run.id, "unblock_sender"),
+                unblocked=_completed(client, run.id, Step.UNBLOCK_SENDER),
             )
             if superseded_by is not None:
                 superseded = True

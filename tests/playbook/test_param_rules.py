@@ -24,6 +24,7 @@ from playbook.decisions import REASON_MAX_LENGTH, unblock_reason
 from playbook.params import (
     PERSON_NAME_PATTERN,
     Expected,
+    HandoverMode,
     UnblockRequest,
     VerifyRequest,
 )
@@ -378,3 +379,18 @@ def test_the_reason_never_carries_a_control_or_a_dangling_accent() -> None:
     assert "\u202e" not in unblock_reason("INC-1", "ann\u202e")
     long = unblock_reason("INC-1", "x" * 200 + "e\u0301\u0323" * 20)
     assert len(long) <= REASON_MAX_LENGTH and not unicodedata.combining(long[-1])
+
+
+def test_the_handover_mode_is_an_enum_in_python_and_a_plain_string_enum_in_the_schema() -> None:
+    """HandoverMode is a StrEnum for the code; the served schema keeps the inline string enum the
+    Literal gave (no $ref to a definition), so the UI form and stored runs see the same values."""
+    assert UnblockRequest.model_validate({**GOOD, "handover": "tap"}).handover is HandoverMode.TAP
+    assert UnblockRequest.model_validate(GOOD).handover is HandoverMode.SECRET_BLOCK
+    served = _unblock_schema()["definitions"]["UnblockRequest"]["properties"]["handover"]
+    assert {k: v for k, v in served.items() if k != "description"} == {
+        "default": "secret-block",
+        "enum": ["secret-block", "tap", "none"],
+        "title": "Handover",
+        "type": "string",
+    }
+    assert "HandoverMode" not in json.dumps(_unblock_schema())
