@@ -4,7 +4,7 @@ Runbook, per tenant (tenants in parallel; one failing tenant never stops the oth
 
 1. load the state of the last successful sweep (a Variable pointing at a table artifact);
 2. list the tenant's Restricted users, every page (Exchange, capped per tenant);
-3. compare: first seen / new / still restricted / cleared (``playbook.sweep.classify``);
+3. compare: first seen / new / still restricted / cleared (``playbook.sweep.verdicts.classify``);
 4. resolve entries not known yet to directory users (Graph, one token bucket for the sweep);
 5. policy ``contain``: start an ``unblock-user`` run per new entry (idempotent per entry);
 6. save the table artifact and, unless dry run, make it the tenant's state.
@@ -28,26 +28,23 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit, TokenBucket
-from playbook.sweep import (
+from playbook.sweep.containment import ContainmentResult, apply_containment, plan_containment
+from playbook.sweep.params import SweepRequest, effective_policy, select_tenants
+from playbook.sweep.report import (
     SUMMARY_ARTIFACT_KEY,
-    ContainmentResult,
-    LoadedState,
     PlaybookRun,
-    ResolvedEntry,
     SweepReport,
-    SweepRequest,
-    TenantDiff,
-    TenantListing,
     TenantReport,
+    describe_failure,
+    render_summary,
+)
+from playbook.sweep.state import LoadedState, TenantDiff
+from playbook.sweep.verdicts import (
+    ResolvedEntry,
+    TenantListing,
     addresses_to_resolve,
-    apply_containment,
     apply_resolutions,
     classify,
-    describe_failure,
-    effective_policy,
-    plan_containment,
-    render_summary,
-    select_tenants,
 )
 from tasks.list_playbook_runs import list_playbook_runs, ui_base_url
 from tasks.list_restricted_entries import list_restricted_entries

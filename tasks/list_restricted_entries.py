@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit
-from playbook.sweep import TenantListing
+from playbook.sweep.verdicts import TenantListing
 
 
 @task(name="list_restricted_entries", cache_policy=NO_CACHE)

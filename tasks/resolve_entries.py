@@ -20,7 +20,8 @@ from m365.errors import (
 )
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import TokenBucket
-from playbook.sweep import ResolvedEntry, describe_failure
+from playbook.sweep.report import describe_failure
+from playbook.sweep.verdicts import ResolvedEntry
 
 # Errors that will be the same for every other address: stop instead of hammering Graph.
 _FATAL = (AuthError, PermissionDeniedError, ConfigurationError)

@@ -11,7 +11,7 @@ from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
-from playbook.sweep import UNBLOCK_DEPLOYMENT, ContainmentOrder, ContainmentResult
+from playbook.sweep.containment import UNBLOCK_DEPLOYMENT, ContainmentOrder, ContainmentResult
 
 SWEEP_TAG = "restricted-sweep"
 

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId
 from prefect.variables import Variable
 from pydantic import ValidationError
 
-from playbook.sweep import (
+from playbook.sweep.state import (
     LoadedState,
     StatePointer,
     TenantDiff,
