@@ -70,7 +70,7 @@ def bare_sweep(spec: dict[str, Any]) -> dict[str, Any]:
 
 def prefect_sweep(spec: dict[str, Any]) -> dict[str, Any]:
     from flows.restricted_sweep import restricted_sweep
-    from playbook.sweep import SweepRequest
+    from playbook.sweep.params import SweepRequest
 
     imported = time.monotonic()
     request = SweepRequest.model_validate(

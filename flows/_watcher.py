@@ -46,7 +46,9 @@ from m365.retry import RetryPolicy
 from orchestration.blocks import M365Tenant
 from orchestration.clients import UnknownTenantProfile
 from orchestration.profiles import ProfileClients
-from playbook.sweep import UNBLOCK_DEPLOYMENT, describe_failure, entry_key
+from playbook.sweep.containment import UNBLOCK_DEPLOYMENT
+from playbook.sweep.report import describe_failure
+from playbook.sweep.state import entry_key
 from playbook.watch import (
     WATCH_TAG,
     CheckSchedule,

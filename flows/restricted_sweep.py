@@ -4,7 +4,7 @@ Runbook, per tenant (tenants in parallel; one failing tenant never stops the oth
 
 1. load the state of the last successful sweep (a Variable pointing at a table artifact);
 2. list the tenant's Restricted users, every page (Exchange, capped per tenant);
-3. compare: first seen / new / still restricted / cleared (``playbook.sweep.classify``);
+3. compare: first seen / new / still restricted / cleared (``playbook.sweep.verdicts.classify``);
 4. resolve entries not known yet to directory users (Graph, one token bucket for the sweep);
 5. policy ``contain``: start an ``unblock-user`` run per new entry (idempotent per entry);
 6. save the table artifact and, unless dry run, make it the tenant's state.
@@ -15,6 +15,8 @@ approvals waiting. The run ends Failed (after the artifacts are written) if a te
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -24,30 +26,32 @@ from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
 from prefect.futures import PrefectFuture
 from prefect.states import Failed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit, TokenBucket
-from playbook.sweep import (
-    SUMMARY_ARTIFACT_KEY,
+from playbook.sweep.containment import (
+    ContainmentOrder,
     ContainmentResult,
-    LoadedState,
-    PlaybookRun,
-    ResolvedEntry,
-    SweepReport,
-    SweepRequest,
-    TenantDiff,
-    TenantListing,
-    TenantReport,
-    addresses_to_resolve,
     apply_containment,
+    plan_containment,
+)
+from playbook.sweep.params import Policy, SweepRequest, effective_policy, select_tenants
+from playbook.sweep.report import (
+    SUMMARY_ARTIFACT_KEY,
+    PlaybookRun,
+    SweepReport,
+    TenantReport,
+    describe_failure,
+    render_summary,
+)
+from playbook.sweep.state import LoadedState, TenantDiff
+from playbook.sweep.verdicts import (
+    ResolvedEntry,
+    TenantListing,
+    addresses_to_resolve,
     apply_resolutions,
     classify,
-    describe_failure,
-    effective_policy,
-    plan_containment,
-    render_summary,
-    select_tenants,
 )
 from tasks.list_playbook_runs import list_playbook_runs, ui_base_url
 from tasks.list_restricted_entries import list_restricted_entries
@@ -61,6 +65,9 @@ T = TypeVar("T")
 # only bounds threads and memory (threads are started as tenants need them).
 TENANT_WORKERS = 16
 DEFAULT_SWEEP = SweepRequest()  # frozen: safe as a shared default
+# ``flow(task_runner=...)`` is typed TaskRunner[PrefectFuture[Any]], which no concrete runner
+# matches (the parameter is invariant); TaskRunner[Any] states what it is and satisfies it.
+TASK_RUNNER: TaskRunner[Any] = ThreadPoolTaskRunner(max_workers=TENANT_WORKERS)
 
 
 def _outcome(future: PrefectFuture[T]) -> T | BaseException:
@@ -81,9 +88,53 @@ def _sweep_run_created() -> datetime | None:
     return ctx.flow_run.created if ctx and ctx.flow_run else None
 
 
+@dataclass
+class TenantSweep:
+    """One tenant on its way through the runbook, and then its section of the report.
+
+    ``diff`` (the verdicts) and ``policy`` are set once the tenant's state and list were read;
+    when either failed, ``failure`` says why and the tenant goes no further (it keeps its state).
+    """
+
+    tenant: str
+    previous: LoadedState = field(default_factory=LoadedState)
+    failure: str | None = None
+    policy: Policy = "report"
+    diff: TenantDiff | None = None
+    planned: list[ContainmentOrder] = field(default_factory=list)
+    started: list[ContainmentResult] = field(default_factory=list)
+    table_url: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def report(self, runs: Sequence[PlaybookRun]) -> TenantReport:
+        own = tuple(r for r in runs if r.tenant == self.tenant)
+        if self.diff is None:
+            pointer = self.previous.pointer
+            return TenantReport(
+                tenant=self.tenant,
+                failure=self.failure,
+                previous_swept_at=pointer.swept_at if pointer else None,
+                previous_entries=pointer.entries if pointer else None,
+                runs=own,
+            )
+        return TenantReport(
+            tenant=self.tenant,
+            policy=self.policy,
+            diff=self.diff,
+            started=tuple(self.started),
+            planned=tuple(self.planned),
+            table_url=self.table_url,
+            warnings=tuple(self.warnings),
+            runs=own,
+        )
+
+
+Tenants = dict[str, TenantSweep]
+
+
 @flow(
     name="restricted-sweep",
-    task_runner=ThreadPoolTaskRunner(max_workers=TENANT_WORKERS),  # type: ignore[arg-type]
+    task_runner=TASK_RUNNER,
     validate_parameters=True,
     persist_result=False,  # the report names accounts; it lives in the artifacts, not in files
 )
@@ -93,140 +144,18 @@ def restricted_sweep(sweep: SweepRequest = DEFAULT_SWEEP) -> SweepReport | State
     logger = get_run_logger()
     swept_at = datetime.now(UTC)
     available = list_tenant_profiles() if request.tenants == "all" else []
-    tenants = select_tenants(request.tenants, available)
+    tenants = {name: TenantSweep(name) for name in select_tenants(request.tenants, available)}
     total = len(tenants)
     logger.info("Sweeping %d tenant(s)%s", total, " (dry run)" if request.dry_run else "")
     graph_bucket = TokenBucket(request.graph_requests_per_second, request.graph_burst)
     exchange_limit = KeyedConcurrencyLimit(request.exchange_concurrency_per_tenant)
     profiles = ProfileClients()  # each tenant's block is read once, by list_restricted_entries
 
-    # 1-2. Previous state and current list, all tenants at once.
-    loading = {t: load_sweep_state.submit(t) for t in tenants}
-    listing = {t: list_restricted_entries.submit(t, exchange_limit, profiles) for t in tenants}
-
-    # 3. Verdicts. A tenant whose state or listing failed gets none and keeps its state.
-    reports: dict[str, TenantReport] = {}
-    diffs: dict[str, TenantDiff] = {}
-    policies: dict[str, str] = {}
-    warnings: dict[str, list[str]] = {t: [] for t in tenants}
-    for k, tenant in enumerate(tenants, 1):
-        loaded = _outcome(loading[tenant])
-        listed = _outcome(listing[tenant])
-        previous = loaded if isinstance(loaded, LoadedState) else LoadedState()
-        failure = listed if isinstance(listed, BaseException) else None
-        if failure is None and isinstance(loaded, BaseException):
-            failure = loaded
-        if failure is not None or not isinstance(listed, TenantListing):
-            cause = describe_failure(failure or RuntimeError("no listing"))
-            logger.error("Tenant %d of %d (%s) failed: %s", k, total, tenant, cause)
-            reports[tenant] = TenantReport(
-                tenant=tenant,
-                failure=cause,
-                previous_swept_at=previous.pointer.swept_at if previous.pointer else None,
-                previous_entries=previous.pointer.entries if previous.pointer else None,
-            )
-            continue
-        policy = effective_policy(tenant, listed.policy, request)
-        policies[tenant] = policy
-        if previous.problem:
-            warnings[tenant].append(f"previous state not usable ({previous.problem})")
-        diff = classify(tenant, previous.state, listed.entries, swept_at)
-        diffs[tenant] = diff
-        c = diff.counts()
-        logger.info(
-            "Tenant %d of %d (%s, policy %s): %d listed: %d new, %d first seen, "
-            "%d still restricted, %d cleared",
-            k,
-            total,
-            tenant,
-            policy,
-            len(diff.current),
-            c["new"],
-            c["first-seen"],
-            c["restricted"],
-            c["cleared"],
-        )
-
-    # 4. Directory users, only for entries not resolved by an earlier sweep.
-    resolving = {
-        t: resolve_entries.submit(t, todo, graph_bucket, request.resolve_workers, profiles)
-        for t, d in diffs.items()
-        if (todo := addresses_to_resolve(d))
-    }
-    for k, (tenant, future) in enumerate(resolving.items(), 1):
-        resolved = _outcome(future)
-        if isinstance(resolved, BaseException):
-            warnings[tenant].append(f"user lookup failed: {describe_failure(resolved)}")
-            continue
-        diffs[tenant] = apply_resolutions(diffs[tenant], resolved)
-        logger.info("Resolved users of %d of %d tenant(s) (%s)", k, len(resolving), tenant)
-        _warn_resolution(warnings[tenant], resolved)
-
-    # 5. Containment per policy.
-    planned = {}
-    for tenant, diff in diffs.items():
-        diffs[tenant], planned[tenant] = plan_containment(diff, policies[tenant], request)  # type: ignore[arg-type]
-    started: dict[str, list[ContainmentResult]] = {}
-    if not request.dry_run:
-        created = _sweep_run_created()
-        starting = {
-            t: start_containment.submit(t, orders, created)
-            for t, orders in planned.items()
-            if orders
-        }
-        for tenant, start_future in starting.items():
-            results = _outcome(start_future)
-            if isinstance(results, BaseException):
-                warnings[tenant].append(f"containment failed: {describe_failure(results)}")
-                continue
-            started[tenant] = results
-            diffs[tenant] = apply_containment(diffs[tenant], results)
-            if errors := [r.error for r in results if r.error]:
-                warnings[tenant].append(f"{len(errors)} run(s) not started: {errors[0]}")
-
-    # 6. Table artifact per tenant; it becomes the state unless this is a dry run.
-    saving = {
-        t: save_sweep_state.submit(t_diff, not request.dry_run) for t, t_diff in diffs.items()
-    }
-    table_urls: dict[str, str] = {}
-    for tenant, save_future in saving.items():
-        saved = _outcome(save_future)
-        if isinstance(saved, BaseException):
-            warnings[tenant].append(f"state not saved: {describe_failure(saved)}")
-        else:
-            table_urls[tenant] = f"{ui_base_url()}/artifacts/artifact/{saved}"
-
-    # Summary: the runs in flight and the approvals waiting, by tenant.
-    run_ids = [e.run_id for d in diffs.values() for e in d.current if e.run_id]
-    runs = _outcome(list_playbook_runs.submit(run_ids))
-    all_runs: list[PlaybookRun] = [] if isinstance(runs, BaseException) else runs
-    if isinstance(runs, BaseException):
-        logger.warning("Could not list unblock-user runs: %s", describe_failure(runs))
-    for tenant, diff in diffs.items():
-        reports[tenant] = TenantReport(
-            tenant=tenant,
-            policy=policies[tenant],  # type: ignore[arg-type]
-            diff=diff,
-            started=tuple(started.get(tenant, ())),
-            planned=tuple(planned.get(tenant, ())),
-            table_url=table_urls.get(tenant),
-            warnings=tuple(warnings[tenant]),
-        )
-    report = SweepReport(
-        swept_at=swept_at,
-        flow_run_url=runtime.flow_run.ui_url,
-        dry_run=request.dry_run,
-        tenants=tuple(
-            reports[t].model_copy(
-                update={
-                    "runs": tuple(r for r in all_runs if r.tenant == t),
-                    "policy": reports[t].policy,
-                }
-            )
-            for t in tenants
-        ),
-        other_runs=tuple(r for r in all_runs if r.in_flight and r.tenant not in reports),
-    )
+    _list_and_compare(tenants, request, swept_at, exchange_limit, profiles)  # 1-3
+    _resolve(tenants, request, graph_bucket, profiles)  # 4
+    _contain(tenants, request)  # 5
+    _save(tenants, request)  # 6
+    report = _report(tenants, request, swept_at)
     create_markdown_artifact(
         key=SUMMARY_ARTIFACT_KEY,
         markdown=render_summary(report),
@@ -239,6 +168,134 @@ def restricted_sweep(sweep: SweepRequest = DEFAULT_SWEEP) -> SweepReport | State
         return Failed(message=message[:1000], data=report)
     logger.info("Sweep done: %d tenant(s)", total)
     return report
+
+
+def _swept(tenants: Tenants) -> list[tuple[TenantSweep, TenantDiff]]:
+    """The tenants whose state and list were read, with their verdicts so far."""
+    return [(t, t.diff) for t in tenants.values() if t.diff is not None]
+
+
+def _list_and_compare(
+    tenants: Tenants,
+    request: SweepRequest,
+    swept_at: datetime,
+    exchange_limit: KeyedConcurrencyLimit,
+    profiles: ProfileClients,
+) -> None:
+    """1-3. Previous state and current list, all tenants at once; then the verdicts. A tenant
+    whose state or listing failed gets none and keeps its state."""
+    logger = get_run_logger()
+    loading = {name: load_sweep_state.submit(name) for name in tenants}
+    listing = {
+        name: list_restricted_entries.submit(name, exchange_limit, profiles) for name in tenants
+    }
+    total = len(tenants)
+    for k, t in enumerate(tenants.values(), 1):
+        loaded = _outcome(loading[t.tenant])
+        listed = _outcome(listing[t.tenant])
+        if isinstance(loaded, LoadedState):
+            t.previous = loaded
+        failure = listed if isinstance(listed, BaseException) else None
+        if failure is None and isinstance(loaded, BaseException):
+            failure = loaded
+        if failure is not None or not isinstance(listed, TenantListing):
+            t.failure = describe_failure(failure or RuntimeError("no listing"))
+            logger.error("Tenant %d of %d (%s) failed: %s", k, total, t.tenant, t.failure)
+            continue
+        t.policy = effective_policy(t.tenant, listed.policy, request)
+        if t.previous.problem:
+            t.warnings.append(f"previous state not usable ({t.previous.problem})")
+        t.diff = classify(t.tenant, t.previous.state, listed.entries, swept_at)
+        c = t.diff.counts()
+        logger.info(
+            "Tenant %d of %d (%s, policy %s): %d listed: %d new, %d first seen, "
+            "%d still restricted, %d cleared",
+            k,
+            total,
+            t.tenant,
+            t.policy,
+            len(t.diff.current),
+            c["new"],
+            c["first-seen"],
+            c["restricted"],
+            c["cleared"],
+        )
+
+
+def _resolve(
+    tenants: Tenants,
+    request: SweepRequest,
+    graph_bucket: TokenBucket,
+    profiles: ProfileClients,
+) -> None:
+    """4. Directory users, only for entries not resolved by an earlier sweep."""
+    logger = get_run_logger()
+    workers = request.resolve_workers
+    resolving = [
+        (t, diff, resolve_entries.submit(t.tenant, todo, graph_bucket, workers, profiles))
+        for t, diff in _swept(tenants)
+        if (todo := addresses_to_resolve(diff))
+    ]
+    for k, (t, diff, future) in enumerate(resolving, 1):
+        resolved = _outcome(future)
+        if isinstance(resolved, BaseException):
+            t.warnings.append(f"user lookup failed: {describe_failure(resolved)}")
+            continue
+        t.diff = apply_resolutions(diff, resolved)
+        logger.info("Resolved users of %d of %d tenant(s) (%s)", k, len(resolving), t.tenant)
+        _warn_resolution(t.warnings, resolved)
+
+
+def _contain(tenants: Tenants, request: SweepRequest) -> None:
+    """5. Containment per policy: plan it for every tenant; unless dry run, start the runs."""
+    for t, diff in _swept(tenants):
+        t.diff, t.planned = plan_containment(diff, t.policy, request)
+    if request.dry_run:
+        return
+    created = _sweep_run_created()
+    starting = [
+        (t, diff, start_containment.submit(t.tenant, t.planned, created))
+        for t, diff in _swept(tenants)
+        if t.planned
+    ]
+    for t, diff, future in starting:
+        results = _outcome(future)
+        if isinstance(results, BaseException):
+            t.warnings.append(f"containment failed: {describe_failure(results)}")
+            continue
+        t.started = results
+        t.diff = apply_containment(diff, results)
+        if errors := [r.error for r in results if r.error]:
+            t.warnings.append(f"{len(errors)} run(s) not started: {errors[0]}")
+
+
+def _save(tenants: Tenants, request: SweepRequest) -> None:
+    """6. Table artifact per tenant; it becomes the state unless this is a dry run."""
+    saving = [
+        (t, save_sweep_state.submit(diff, not request.dry_run)) for t, diff in _swept(tenants)
+    ]
+    for t, future in saving:
+        saved = _outcome(future)
+        if isinstance(saved, BaseException):
+            t.warnings.append(f"state not saved: {describe_failure(saved)}")
+        else:
+            t.table_url = f"{ui_base_url()}/artifacts/artifact/{saved}"
+
+
+def _report(tenants: Tenants, request: SweepRequest, swept_at: datetime) -> SweepReport:
+    """The summary: every tenant's section, with the runs in flight and the approvals waiting."""
+    run_ids = [e.run_id for _, diff in _swept(tenants) for e in diff.current if e.run_id]
+    runs = _outcome(list_playbook_runs.submit(run_ids))
+    all_runs: list[PlaybookRun] = [] if isinstance(runs, BaseException) else runs
+    if isinstance(runs, BaseException):
+        get_run_logger().warning("Could not list unblock-user runs: %s", describe_failure(runs))
+    return SweepReport(
+        swept_at=swept_at,
+        flow_run_url=runtime.flow_run.ui_url,
+        dry_run=request.dry_run,
+        tenants=tuple(t.report(all_runs) for t in tenants.values()),
+        other_runs=tuple(r for r in all_runs if r.in_flight and r.tenant not in tenants),
+    )
 
 
 def _warn_resolution(warnings: list[str], resolved: list[ResolvedEntry]) -> None:

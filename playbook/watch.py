@@ -14,8 +14,9 @@ What the watcher remembers per tenant is a map "address -> creation time" (``See
   (Microsoft restricted the account again); entries that leave the list leave the map.
 
 A new entry of a ``contain`` tenant gets the same unblock-user run the sweep would start: the
-same idempotency key (``playbook.sweep.idempotency_key``), so the server keeps one run per entry
-whoever asks first, the sweep or the watcher, and whatever the watcher forgot in a restart.
+same idempotency key (``playbook.sweep.containment.idempotency_key``), so the server keeps one
+run per entry whoever asks first, the sweep or the watcher, and whatever the watcher forgot in a
+restart.
 """
 
 from __future__ import annotations
@@ -34,18 +35,10 @@ from m365.identifiers import is_address
 from m365.models import RestrictedSender
 
 from .params import TenantName, UnblockRequest
-from .sweep import (
-    ContainmentOrder,
-    Policy,
-    SweepRequest,
-    TenantState,
-    dedupe,
-    entry_key,
-    idempotency_key,
-    same_restriction,
-    summarize_reason,
-    sweep_ticket,
-)
+from .sweep.containment import ContainmentOrder, idempotency_key, sweep_ticket
+from .sweep.params import Policy, SweepRequest
+from .sweep.state import TenantState, entry_key
+from .sweep.verdicts import dedupe, same_restriction, summarize_reason
 
 DETECTED_EVENT = "m365.restricted-user.detected"
 TENANT_RESOURCE = "m365.tenant."

@@ -18,7 +18,8 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import get_current_settings
 
-from playbook.sweep import UNBLOCK_DEPLOYMENT, PlaybookRun
+from playbook.sweep.containment import UNBLOCK_DEPLOYMENT
+from playbook.sweep.report import PlaybookRun
 
 from ._policy import single_try
 from .start_containment import SWEEP_TAG

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from orchestration.logs import run_logger
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit
-from playbook.sweep import TenantListing
+from playbook.sweep.verdicts import TenantListing
 
 from ._policy import single_try
 

@@ -18,7 +18,8 @@ from m365.errors import (
 from orchestration.logs import run_logger
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import TokenBucket
-from playbook.sweep import ResolvedEntry, describe_failure
+from playbook.sweep.report import describe_failure
+from playbook.sweep.verdicts import ResolvedEntry
 
 from ._policy import single_try
 

@@ -10,7 +10,7 @@ from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 
 from orchestration.logs import run_logger
-from playbook.sweep import UNBLOCK_DEPLOYMENT, ContainmentOrder, ContainmentResult
+from playbook.sweep.containment import UNBLOCK_DEPLOYMENT, ContainmentOrder, ContainmentResult
 
 from ._policy import single_try
 

@@ -15,7 +15,7 @@ from prefect.variables import Variable
 from pydantic import ValidationError
 
 from orchestration.logs import run_logger
-from playbook.sweep import (
+from playbook.sweep.state import (
     LoadedState,
     StatePointer,
     TenantDiff,

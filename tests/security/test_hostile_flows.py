@@ -135,7 +135,7 @@ def _valid_in_python(
 
     from orchestration.blocks import validate_profile_name
     from playbook.params import UnblockRequest, VerifyRequest
-    from playbook.sweep import SweepRequest
+    from playbook.sweep.params import SweepRequest
 
     model = {
         "unblock-user/unblock-user": UnblockRequest,

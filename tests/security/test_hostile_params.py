@@ -27,7 +27,7 @@ from orchestration.approvals.forms import UnblockApproval
 from orchestration.approvals.privileged import PrivilegedResetApproval
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.rendering import md_escape
-from playbook.sweep import SweepRequest
+from playbook.sweep.params import SweepRequest
 
 from .hostile_inputs import CORPUS, Hostile
 

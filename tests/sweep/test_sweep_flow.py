@@ -39,14 +39,10 @@ from flows.unblock_user import unblock_user
 from m365 import build_clients
 from orchestration.blocks import M365Tenant
 from playbook.rendering import md_escape
-from playbook.sweep import (
-    SUMMARY_ARTIFACT_KEY,
-    SweepReport,
-    SweepRequest,
-    idempotency_key,
-    table_artifact_key,
-    variable_name,
-)
+from playbook.sweep.containment import idempotency_key
+from playbook.sweep.params import SweepRequest
+from playbook.sweep.report import SUMMARY_ARTIFACT_KEY, SweepReport
+from playbook.sweep.state import table_artifact_key, variable_name
 
 from ..handover_keys import PUBLIC_KEY
 

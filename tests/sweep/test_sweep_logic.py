@@ -11,31 +11,35 @@ from m365.errors import AuthError, ConnectionFailedError, ThrottledError
 from m365.models import RestrictedSender, RestrictionReason
 from playbook.params import PROFILE_PATTERN, UnblockRequest
 from playbook.rendering import md_escape
-from playbook.sweep import (
+from playbook.sweep.containment import (
     ContainmentResult,
-    EntryState,
-    PlaybookRun,
-    ResolvedEntry,
-    SweepReport,
-    SweepRequest,
-    TenantReport,
-    addresses_to_resolve,
     apply_containment,
-    apply_resolutions,
-    classify,
-    describe_failure,
-    effective_policy,
-    entry_age,
-    format_age,
     idempotency_key,
     plan_containment,
+)
+from playbook.sweep.params import SweepRequest, effective_policy, select_tenants
+from playbook.sweep.report import (
+    PlaybookRun,
+    SweepReport,
+    TenantReport,
+    describe_failure,
     render_summary,
-    select_tenants,
+)
+from playbook.sweep.state import (
+    EntryState,
+    entry_age,
+    format_age,
     state_from_table,
     state_table,
-    summarize_reason,
     table_artifact_key,
     variable_name,
+)
+from playbook.sweep.verdicts import (
+    ResolvedEntry,
+    addresses_to_resolve,
+    apply_resolutions,
+    classify,
+    summarize_reason,
 )
 
 T0 = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)

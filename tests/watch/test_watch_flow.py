@@ -33,7 +33,9 @@ from emulator import Emulator
 from flows.restricted_sweep import restricted_sweep
 from flows.unblock_user import unblock_user
 from orchestration.blocks import M365Tenant
-from playbook.sweep import SweepReport, SweepRequest, idempotency_key
+from playbook.sweep.containment import idempotency_key
+from playbook.sweep.params import SweepRequest
+from playbook.sweep.report import SweepReport
 from playbook.watch import DETECTED_EVENT
 
 from ..handover_keys import PUBLIC_KEY

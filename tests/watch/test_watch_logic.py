@@ -10,16 +10,10 @@ from pydantic import ValidationError
 
 from m365.models import RestrictedSender, RestrictionReason
 from playbook.params import UnblockRequest
-from playbook.sweep import (
-    ResolvedEntry,
-    SweepRequest,
-    apply_resolutions,
-    classify,
-    idempotency_key,
-    plan_containment,
-    state_from_table,
-    state_table,
-)
+from playbook.sweep.containment import idempotency_key, plan_containment
+from playbook.sweep.params import SweepRequest
+from playbook.sweep.state import state_from_table, state_table
+from playbook.sweep.verdicts import ResolvedEntry, apply_resolutions, classify
 from playbook.watch import (
     DETECTED_EVENT,
     CheckSchedule,
