@@ -133,8 +133,7 @@ def _valid_in_python(
 ) -> bool:
     from pydantic import ValidationError
 
-    from orchestration.blocks import validate_profile_name
-    from playbook.params import UnblockRequest, VerifyRequest
+    from playbook.params import UnblockRequest, VerifyRequest, validate_profile_name
     from playbook.sweep import SweepRequest
 
     model = {
