@@ -22,10 +22,10 @@ from prefect.client.schemas.objects import State
 from prefect.states import Completed
 
 from m365.errors import M365Error
-from orchestration.blocks import M365Tenant, validate_profile_name
+from orchestration.blocks import M365Tenant
 from orchestration.clients import load_tenant
 from orchestration.logs import run_logger
-from playbook.params import TenantName
+from playbook.params import TenantName, validate_profile_name
 from playbook.preflight import (
     Api,
     ApiAccess,

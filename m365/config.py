@@ -62,6 +62,11 @@ class TenantSettings(BaseModel):
         default=30.0, gt=0, le=600, description="Seconds to wait for an answer to one request"
     )
 
+    def settings(self) -> dict[str, object]:
+        """The credential-free part, as keyword arguments: what ``TenantConfig`` and the
+        ``M365Tenant`` block (a subclass of each) have in common."""
+        return self.model_dump(include=set(TenantSettings.model_fields))
+
 
 class TenantConfig(TenantSettings):
     """Everything needed to reach one tenant as one app registration, credential resolved."""
@@ -88,7 +93,3 @@ class TenantConfig(TenantSettings):
                 "give exactly one credential: client_secret, certificate_pem or pfx_path"
             )
         return self
-
-    def settings(self) -> dict[str, object]:
-        """The credential-free part, as keyword arguments (for ``M365Tenant``)."""
-        return self.model_dump(include=set(TenantSettings.model_fields))

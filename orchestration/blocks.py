@@ -18,7 +18,6 @@ profile also holds the hand-over team's *public* key (``playbook.sealing``).
 from __future__ import annotations
 
 import os
-import re
 import stat
 from collections.abc import Mapping
 from pathlib import Path
@@ -31,8 +30,6 @@ from m365.config import TenantConfig, TenantSettings
 from m365.errors import ConfigurationError
 from playbook.sealing import PUBLIC_KEY_PATTERN
 
-# Block names are slugs; anything else (path traversal, spaces, markup) is refused before any I/O.
-PROFILE_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 ENV_NAME_PATTERN = r"^[A-Z][A-Z0-9_]{0,63}$"
 # A profile may not name the worker's own Prefect or playbook settings as its "secret".
 _RESERVED_ENV_PREFIXES = ("PREFECT_", "UNBLOCK_EMAIL_")
@@ -149,7 +146,7 @@ class M365Tenant(Block, TenantSettings):
         ``environ``: the worker environment (default ``os.environ``), read only for the variable
         this profile names. Raises ``ConfigurationError`` naming what is missing, never a value.
         """
-        settings = self.model_dump(include=set(TenantSettings.model_fields))
+        settings = self.settings()
         if self.credential_source == "environment-variable":
             assert self.client_secret_env is not None
             env = os.environ if environ is None else environ
@@ -228,16 +225,6 @@ def _read_certificate_file(path: Path) -> SecretStr:
     if "PRIVATE KEY-----" not in data:
         raise ConfigurationError(f"certificate file {path} holds no PEM private key")
     return SecretStr(data)
-
-
-def validate_profile_name(name: str) -> str:
-    """Return ``name`` if it is a valid block slug, else raise ``ValueError``."""
-    if not PROFILE_NAME.fullmatch(name):
-        raise ValueError(
-            "tenant profile must be a block name: lower-case letters, digits and dashes, "
-            "at most 64 characters"
-        )
-    return name
 
 
 def register_blocks() -> None:

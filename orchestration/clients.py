@@ -15,7 +15,8 @@ from pydantic import ValidationError
 
 from m365 import M365Clients, build_clients
 from m365.config import TenantConfig
-from orchestration.blocks import M365Tenant, validate_profile_name
+from orchestration.blocks import M365Tenant
+from playbook.params import validate_profile_name
 from playbook.sealing import SealError, fingerprint, parse_public_key
 
 HANDOVER_KEYS_ENV = "UNBLOCK_EMAIL_HANDOVER_KEYS"

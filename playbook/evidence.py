@@ -31,6 +31,7 @@ from .addresses import domain_of as domain_of
 from .addresses import is_external
 from .addresses import tenant_domains as tenant_domains
 from .eviction import EvictionEvidence, eviction_key_lines, not_checked_line
+from .params import PROFILE_PATTERN
 
 # Folders an attacker moves mail to so the owner does not see replies or bounces
 # (Microsoft's guidance names RSS, Notes and Junk; "Conversation History" is used the same way).
@@ -595,7 +596,7 @@ def same_person(a: str, b: str) -> bool:
 # Microsoft documents that a cap exists but not its value [UNCONFIRMED]; the emulator uses 3.
 DEFAULT_ASSUMED_CAP = 3
 COUNTER_PREFIX = "unblock-count-"
-_TENANT_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
+_TENANT_SLUG = re.compile(PROFILE_PATTERN)
 
 
 def counter_variable_name(tenant: str, address: str) -> str:

@@ -43,7 +43,11 @@ ADDRESS_PATTERN = (
     r"^[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,62}[A-Za-z0-9_%+-])?"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
-PROFILE_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
+# A tenant profile is an M365 Tenant block: its name is a block slug. The one definition, used by
+# the flow parameters, the block loader (orchestration.clients), the unblock counters
+# (playbook.evidence) and the notification block references.
+PROFILE_SLUG = r"[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?"
+PROFILE_PATTERN = rf"^{PROFILE_SLUG}$"
 TICKET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:#-]{0,63}$"
 
 # What people are called: letters of the Latin (with every accent, and Vietnamese), Greek and
@@ -66,9 +70,7 @@ PERSON_NAME_PATTERN = (
 )
 # A notification block: '<type>/<name>' (type one of the three webhook block types) or a bare
 # block name; the same grammar as ``orchestration.approvals.notify.parse_block_ref``.
-NOTIFY_TARGET_PATTERN = (
-    r"^(?:(?:slack-webhook|ms-teams-webhook|custom-webhook)/)?[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
-)
+NOTIFY_TARGET_PATTERN = rf"^(?:(?:slack-webhook|ms-teams-webhook|custom-webhook)/)?{PROFILE_SLUG}$"
 MAX_NOTIFY_TARGETS = 5
 HANDOVER_BLOCK_PATTERN = (
     r"^unblock-handover-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"
@@ -165,6 +167,23 @@ class Expected:
 
 def _lower(value: str) -> str:
     return value.lower()
+
+
+_PROFILE_NAME = re.compile(PROFILE_PATTERN)
+
+
+def validate_profile_name(name: str) -> str:
+    """Return ``name`` if it is a valid block slug, else raise ``ValueError``.
+
+    Block names are slugs; anything else (path traversal, spaces, markup) is refused before any
+    I/O.
+    """
+    if not _PROFILE_NAME.fullmatch(name):
+        raise ValueError(
+            "tenant profile must be a block name: lower-case letters, digits and dashes, "
+            "at most 64 characters"
+        )
+    return name
 
 
 def canonical_name(value: str) -> str:

@@ -34,12 +34,11 @@ from prefect.blocks.core import Block
 from pydantic import BaseModel, ConfigDict
 
 from playbook import redaction
+from playbook.params import PROFILE_SLUG
 from playbook.rendering import TrustedLink, render_text
 
 BLOCK_TYPES = ("slack-webhook", "ms-teams-webhook", "custom-webhook")
-_BLOCK_REF = re.compile(
-    r"^(?:(?P<slug>[a-z0-9-]{1,64})/)?(?P<name>[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?)$"
-)
+_BLOCK_REF = re.compile(rf"^(?:(?P<slug>[a-z0-9-]{{1,64}})/)?(?P<name>{PROFILE_SLUG})$")
 # The Prefect UI's run page: scheme, host[:port], optional path prefix, /runs/flow-run/<uuid>
 # or the older /flow-runs/flow-run/<uuid>. Nothing else is ever printed raw.
 _RUN_LINK = re.compile(

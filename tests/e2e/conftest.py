@@ -1,11 +1,9 @@
-"""Fixtures shared by the end-to-end suites (they start real servers; see harness.py)."""
+"""Fixtures shared by the end-to-end suites (real servers: harness.py; helpers: helpers.py)."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,18 +11,14 @@ import httpx
 import pytest
 
 from tests.e2e.harness import (
-    ARTIFACTS,
     PYTHON,
     ApiClient,
     EmulatorProcess,
     ManagedProcess,
     PrefectServer,
-    postgres_bin,
     wait_for,
 )
-
-LOGS = ARTIFACTS / "e2e-logs"
-AUTH = "soc-analyst:e2e-Basic-auth-0nly"  # throw-away credential of a loopback test server
+from tests.e2e.helpers import AUTH, LOGS, UiStack, need_chromium, record_timing
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -41,13 +35,6 @@ def e2e_logs() -> Path:
     return LOGS
 
 
-def record_timing(name: str, seconds: float) -> None:
-    LOGS.mkdir(parents=True, exist_ok=True)
-    with open(LOGS / "timings.txt", "a") as f:
-        f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {name} {seconds:.1f}s\n")
-    print(f"[e2e timing] {name}: {seconds:.1f}s")
-
-
 @pytest.fixture(scope="module")
 def tenant_process(e2e_logs: Path, request: pytest.FixtureRequest) -> Iterator[EmulatorProcess]:
     """The emulated tenant as a subprocess (``python -m emulator``), one per test module."""
@@ -59,25 +46,7 @@ def tenant_process(e2e_logs: Path, request: pytest.FixtureRequest) -> Iterator[E
         emu.stop()
 
 
-def need_chromium() -> None:
-    if shutil.which("chromium") is None and not Path("/usr/bin/chromium").exists():
-        pytest.skip("Debian chromium is not installed (scripts/install-system-deps.sh)")
-
-
-def need_postgres() -> None:
-    if postgres_bin() is None:
-        pytest.skip("PostgreSQL server is not installed (scripts/install-system-deps.sh)")
-
-
 # -- the browser suites: one real stack per module, driven through the V2 UI ------------------
-
-
-@dataclass
-class UiStack:
-    server: PrefectServer
-    api: ApiClient
-    tenant: EmulatorProcess
-    deployment: dict[str, Any]
 
 
 @pytest.fixture(scope="module")

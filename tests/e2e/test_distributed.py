@@ -23,7 +23,6 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.conftest import need_postgres, record_timing
 from tests.e2e.harness import (
     PREFECT,
     REPO,
@@ -37,6 +36,7 @@ from tests.e2e.harness import (
     wait_for,
     worker,
 )
+from tests.e2e.helpers import need_postgres, record_timing
 
 pytestmark = pytest.mark.e2e
 

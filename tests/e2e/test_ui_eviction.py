@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from tests.e2e.browser import Recorder, recorded_page
-from tests.e2e.conftest import UiStack, record_timing
 from tests.e2e.harness import ARTIFACTS, TERMINAL, wait_for
+from tests.e2e.helpers import UiStack, record_timing
 from tests.e2e.test_ui_journey import (
     TICKET,
     centre,

@@ -25,13 +25,13 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from playbook.rendering import markdown_to_text
 from tests.e2e.browser import Recorder, recorded_page
-from tests.e2e.conftest import AUTH, UiStack, record_timing
 from tests.e2e.harness import (
     ARTIFACTS,
     TERMINAL,
     ApiClient,
     wait_for,
 )
+from tests.e2e.helpers import AUTH, UiStack, record_timing
 
 pytestmark = pytest.mark.e2e
 

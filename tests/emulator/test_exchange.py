@@ -12,7 +12,7 @@ import requests
 
 from emulator import Emulator
 
-from .conftest import ANCHOR, EXO_SCOPE, https_session, msal_app
+from .helpers import ANCHOR, EXO_SCOPE, https_session, msal_app
 
 Exo = Callable[..., requests.Response]
 

@@ -145,7 +145,7 @@ def test_admin_api_faults_restricted_latency_reset(
 def test_stop_cuts_keep_alive_connections(tmp_path: Path) -> None:
     from emulator import demo_seed_path, load_seed
 
-    from .conftest import https_session
+    from .helpers import https_session
 
     emu = Emulator(load_seed(demo_seed_path()), state_dir=tmp_path).start()  # CA outlives stop()
     http = https_session(emu.info.ca_path)

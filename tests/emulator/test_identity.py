@@ -15,7 +15,7 @@ import pytest
 
 from emulator import ROLE_TEMPLATES, Emulator
 
-from .conftest import EXO_SCOPE, GRAPH_SCOPE, https_session, msal_app
+from .helpers import EXO_SCOPE, GRAPH_SCOPE, https_session, msal_app
 
 ROOT = Path(__file__).resolve().parents[2]
 

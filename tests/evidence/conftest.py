@@ -12,29 +12,10 @@ from orchestration import clients
 from orchestration.blocks import M365Tenant
 
 from ..handover_keys import PUBLIC_KEY
+from .helpers import SLACK_SHAPE, TEAMS_SHAPE
 from .receiver import WebhookReceiver
 
 TENANT = "contoso"
-
-# A Slack-shaped payload (incoming webhook: "text" in mrkdwn) and a Teams-shaped one (Workflows
-# webhook: an Adaptive Card attachment), both filled by the block from subject and body.
-SLACK_SHAPE = {"text": "*{{subject}}*\n{{body}}"}
-TEAMS_SHAPE = {
-    "type": "message",
-    "attachments": [
-        {
-            "contentType": "application/vnd.microsoft.card.adaptive",
-            "content": {
-                "type": "AdaptiveCard",
-                "version": "1.4",
-                "body": [
-                    {"type": "TextBlock", "text": "{{subject}}", "weight": "Bolder", "wrap": True},
-                    {"type": "TextBlock", "text": "{{body}}", "wrap": True},
-                ],
-            },
-        }
-    ],
-}
 
 
 @pytest.fixture

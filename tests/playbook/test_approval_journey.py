@@ -13,19 +13,13 @@ from uuid import UUID
 
 import pytest
 
+from devtools.localstack import wait_for
 from emulator import Emulator
 from playbook.evidence import when
 from playbook.rendering import md_escape as md
 
-from .conftest import (
-    TENANT,
-    artifact_markdown,
-    effective,
-    resume,
-    start_unblock,
-    wait_for,
-    wait_until_paused,
-)
+from ..helpers.runs import artifact_markdown, effective, resume, wait_until_paused
+from .helpers import TENANT, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 

@@ -15,14 +15,8 @@ import pytest
 from emulator import Emulator, demo_seed_path, load_seed
 
 from ..handover_keys import PUBLIC_KEY
-from .conftest import (
-    TENANT,
-    artifact_markdown,
-    effective,
-    resume,
-    start_unblock,
-    wait_until_paused,
-)
+from ..helpers.runs import artifact_markdown, effective, resume, wait_until_paused
+from .helpers import TENANT, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 
@@ -342,7 +336,7 @@ def test_key_findings_of_the_demo_account_fit_the_approval(emulator: Emulator) -
 def test_the_dry_run_plan_lists_the_containment_and_each_eviction_action(
     emulator: Emulator,
 ) -> None:
-    from .conftest import run_unblock
+    from .helpers import run_unblock
 
     state = run_unblock(account=ROB, block_sign_in=True, dry_run=True)
     assert state.name == "DryRun", state.message

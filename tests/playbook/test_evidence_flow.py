@@ -12,24 +12,15 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import wait_for
 from emulator import Emulator
 from playbook.rendering import md_escape as md
 
-from ..evidence.conftest import SLACK_SHAPE, TEAMS_SHAPE
+from ..evidence.helpers import SLACK_SHAPE, TEAMS_SHAPE
 from ..evidence.receiver import WebhookReceiver
-from ..handover_keys import PUBLIC_KEY
-from .conftest import (
-    TENANT,
-    artifact_markdown,
-    effective,
-    read_run,
-    resume,
-    run_unblock,
-    secret_value,
-    start_unblock,
-    wait_for,
-    wait_until_paused,
-)
+from ..handover_keys import PUBLIC_KEY, secret_value
+from ..helpers.runs import artifact_markdown, effective, read_run, resume, wait_until_paused
+from .helpers import TENANT, run_unblock, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 

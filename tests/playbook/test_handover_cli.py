@@ -22,12 +22,12 @@ from typing import Any
 import pytest
 
 from devtools.demo import DemoEnv, handover_line
-from devtools.localstack import REPO, free_port
+from devtools.localstack import REPO, free_port, wait_for
 from emulator import Emulator
 from orchestration.handover import command_line, main
 
 from ..handover_keys import KEY_FILE, stored_value
-from .conftest import TENANT, run_unblock, wait_for
+from .helpers import TENANT, run_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 

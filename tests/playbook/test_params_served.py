@@ -27,7 +27,7 @@ import pytest
 from devtools.localstack import REPO, wait_for
 from emulator import Emulator
 
-from .conftest import artifact_markdown, effective
+from ..helpers.runs import artifact_markdown, effective
 
 GOOD = {
     "account": "rob@contoso.com",

@@ -21,22 +21,14 @@ from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.settings import PREFECT_SERVER_DATABASE_CONNECTION_URL
 
+from devtools.localstack import wait_for
 from emulator import Emulator
 from flows.verify_unblock import verify_unblock
 from playbook.params import VerifyRequest
 
-from ..handover_keys import sealed_for
-from .conftest import (
-    TENANT,
-    artifact_markdown,
-    effective,
-    read_run,
-    resume,
-    secret_value,
-    start_unblock,
-    wait_for,
-    wait_until_paused,
-)
+from ..handover_keys import sealed_for, secret_value
+from ..helpers.runs import artifact_markdown, effective, read_run, resume, wait_until_paused
+from .helpers import TENANT, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 

@@ -10,16 +10,9 @@ import pytest
 
 from emulator import Emulator
 
-from .conftest import (
-    TENANT,
-    artifact_markdown,
-    effective,
-    resume,
-    run_unblock,
-    secret_value,
-    start_unblock,
-    wait_until_paused,
-)
+from ..handover_keys import secret_value
+from ..helpers.runs import artifact_markdown, effective, resume, wait_until_paused
+from .helpers import TENANT, run_unblock, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 

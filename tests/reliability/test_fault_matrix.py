@@ -38,13 +38,12 @@ import pytest
 
 from emulator import Emulator
 
-from ..handover_keys import PUBLIC_KEY
-from .runs import (
+from ..handover_keys import PUBLIC_KEY, secret_value
+from ..helpers.runs import (
     artifact_markdown,
     effective_writes,
     ensure_verify_deployment,
     resume,
-    secret_value,
     start_unblock,
     wait_paused_or_done,
 )

@@ -24,8 +24,8 @@ import pytest
 from emulator import Emulator
 
 from ..handover_keys import PUBLIC_KEY
-from ..reliability.runs import ensure_verify_deployment, read_run, resume, start_unblock
-from ..reliability.runs import wait_paused_or_done as wait_paused
+from ..helpers.runs import ensure_verify_deployment, read_run, resume, start_unblock
+from ..helpers.runs import wait_paused_or_done as wait_paused
 from .hostile_inputs import CORPUS, by_group
 
 PROFILE = "hostile"
@@ -133,8 +133,7 @@ def _valid_in_python(
 ) -> bool:
     from pydantic import ValidationError
 
-    from orchestration.blocks import validate_profile_name
-    from playbook.params import UnblockRequest, VerifyRequest
+    from playbook.params import UnblockRequest, VerifyRequest, validate_profile_name
     from playbook.sweep.params import SweepRequest
 
     model = {

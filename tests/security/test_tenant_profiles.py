@@ -22,7 +22,7 @@ from m365.errors import ConfigurationError, M365Error
 from playbook.rendering import md_escape
 
 from ..handover_keys import PUBLIC_KEY
-from ..reliability.runs import ensure_verify_deployment
+from ..helpers.runs import ensure_verify_deployment
 
 TENANT = "contoso"
 ALEX = "alex@contoso.com"

@@ -30,7 +30,7 @@ from flows.warm import WarmExecutor
 from playbook.rendering import md_escape
 
 from ..handover_keys import PUBLIC_KEY, secret_value
-from ..reliability.runs import artifact_markdown, effective_writes, ensure_verify_deployment
+from ..helpers.runs import artifact_markdown, effective_writes, ensure_verify_deployment
 
 TENANT = "contoso"
 ROB = "rob@contoso.com"  # on the Restricted users list in the demo seed

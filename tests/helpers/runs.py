@@ -1,17 +1,19 @@
-"""Helpers to run the playbooks in-process against the session's Prefect API and the emulator."""
+"""Run the playbooks in-process against the session's Prefect API and read what they left.
+
+One copy for every test package (playbook, reliability, security, warm): start an unblock-user
+run in a thread, read a run by name, resume a paused one, read an artifact, count the writes
+the emulator answered with success.
+"""
 
 from __future__ import annotations
 
 import threading
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from devtools.localstack import wait_for
 from emulator import Emulator
-
-from ..handover_keys import secret_value as secret_value
-from .realserver import wait_for
 
 
 @dataclass
@@ -19,8 +21,11 @@ class Started:
     name: str
     thread: threading.Thread
     box: dict[str, Any] = field(default_factory=dict)
+    timeout: float = 120
 
-    def state(self, timeout: float = 120) -> Any:
+    def state(self, timeout: float | None = None) -> Any:
+        """The run's final state, once the thread ends (``timeout`` s, default ``self.timeout``)."""
+        timeout = self.timeout if timeout is None else timeout
         self.thread.join(timeout)
         assert not self.thread.is_alive(), f"{self.name} did not finish in {timeout}s"
         if "error" in self.box:
@@ -28,14 +33,25 @@ class Started:
         return self.box["state"]
 
 
-def start_unblock(tenant: str, **params: Any) -> Started:
+def start_unblock(
+    tenant: str,
+    *,
+    run_prefix: str = "rel",
+    default_ticket: str = "INC-2001",
+    timeout: float = 120,
+    **params: Any,
+) -> Started:
+    """Run unblock-user in a thread under a unique run name ``<run_prefix>-<hex>``.
+
+    ``params`` are the request's fields; ticket and requested_by have defaults.
+    """
     from flows.unblock_user import unblock_user
     from playbook.params import UnblockRequest
 
     request = UnblockRequest.model_validate(
-        {"tenant": tenant, "ticket": "INC-2001", "requested_by": "ann", **params}
+        {"tenant": tenant, "ticket": default_ticket, "requested_by": "ann", **params}
     )
-    name = f"rel-{uuid.uuid4().hex[:10]}"
+    name = f"{run_prefix}-{uuid.uuid4().hex[:10]}"
     box: dict[str, Any] = {}
     fl = unblock_user.with_options(flow_run_name=name)
 
@@ -47,7 +63,7 @@ def start_unblock(tenant: str, **params: Any) -> Started:
 
     thread = threading.Thread(target=target, daemon=True, name=name)
     thread.start()
-    return Started(name=name, thread=thread, box=box)
+    return Started(name=name, thread=thread, box=box, timeout=timeout)
 
 
 def read_run(name: str) -> Any:
@@ -59,6 +75,14 @@ def read_run(name: str) -> Any:
             flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=[name]))
         )
     return runs[0] if runs else None
+
+
+def wait_until_paused(name: str, timeout: float = 60) -> Any:
+    def paused() -> Any:
+        run = read_run(name)
+        return run if run is not None and run.state is not None and run.state.is_paused() else None
+
+    return wait_for(paused, timeout, f"{name} to pause", every=0.2)
 
 
 def wait_paused_or_done(started: Started, timeout: float = 90) -> Any:
@@ -104,14 +128,19 @@ def artifact_markdown(flow_run_id: Any, key: str) -> str:
     return str(artifacts[0].data)
 
 
-def effective_writes(emu: Emulator, endpoint: str, cmdlet: str | None = None) -> int:
-    return sum(
-        1
+def effective(emu: Emulator, endpoint: str, cmdlet: str | None = None) -> list[Any]:
+    """Write requests to ``endpoint`` that the emulator answered with success."""
+    return [
+        r
         for r in emu.writes()
         if r.endpoint == endpoint
         and (cmdlet is None or r.cmdlet == cmdlet)
         and 200 <= r.status < 300
-    )
+    ]
+
+
+def effective_writes(emu: Emulator, endpoint: str, cmdlet: str | None = None) -> int:
+    return len(effective(emu, endpoint, cmdlet))
 
 
 def ensure_verify_deployment() -> None:
@@ -129,7 +158,3 @@ def ensure_verify_deployment() -> None:
         except ObjectNotFound:
             pass
     verify_unblock.to_deployment(name="verify-unblock", enforce_parameter_schema=True).apply()
-
-
-def now() -> float:
-    return time.monotonic()

@@ -1,0 +1,1 @@
+"""Helpers shared by the test packages (plain functions and classes; fixtures live in conftest)."""
