@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, runtime
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.context import FlowRunContext
@@ -28,6 +28,7 @@ from prefect.futures import PrefectFuture
 from prefect.states import Failed
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
+from orchestration.logs import run_logger
 from orchestration.profiles import ProfileClients
 from playbook.ratelimit import KeyedConcurrencyLimit, TokenBucket
 from playbook.sweep.containment import (
@@ -141,7 +142,7 @@ Tenants = dict[str, TenantSweep]
 def restricted_sweep(sweep: SweepRequest = DEFAULT_SWEEP) -> SweepReport | State[Any]:
     """Sweep the Restricted users list of each tenant profile; report, and contain per policy."""
     request = sweep
-    logger = get_run_logger()
+    logger = run_logger()
     swept_at = datetime.now(UTC)
     available = list_tenant_profiles() if request.tenants == "all" else []
     tenants = {name: TenantSweep(name) for name in select_tenants(request.tenants, available)}
@@ -184,7 +185,7 @@ def _list_and_compare(
 ) -> None:
     """1-3. Previous state and current list, all tenants at once; then the verdicts. A tenant
     whose state or listing failed gets none and keeps its state."""
-    logger = get_run_logger()
+    logger = run_logger()
     loading = {name: load_sweep_state.submit(name) for name in tenants}
     listing = {
         name: list_restricted_entries.submit(name, exchange_limit, profiles) for name in tenants
@@ -229,7 +230,7 @@ def _resolve(
     profiles: ProfileClients,
 ) -> None:
     """4. Directory users, only for entries not resolved by an earlier sweep."""
-    logger = get_run_logger()
+    logger = run_logger()
     workers = request.resolve_workers
     resolving = [
         (t, diff, resolve_entries.submit(t.tenant, todo, graph_bucket, workers, profiles))
@@ -288,7 +289,7 @@ def _report(tenants: Tenants, request: SweepRequest, swept_at: datetime) -> Swee
     runs = _outcome(list_playbook_runs.submit(run_ids))
     all_runs: list[PlaybookRun] = [] if isinstance(runs, BaseException) else runs
     if isinstance(runs, BaseException):
-        get_run_logger().warning("Could not list unblock-user runs: %s", describe_failure(runs))
+        run_logger().warning("Could not list unblock-user runs: %s", describe_failure(runs))
     return SweepReport(
         swept_at=swept_at,
         flow_run_url=runtime.flow_run.ui_url,

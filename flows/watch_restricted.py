@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
-from prefect import flow, get_run_logger, runtime
+from prefect import flow, runtime
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -44,6 +44,7 @@ from prefect.client.schemas.objects import (
 from prefect.states import Cancelled
 
 from flows._watcher import PREFECT_ERRORS, Watcher
+from orchestration.logs import run_logger
 from playbook.watch import WATCH_TAG, WatchRequest, WatchSummary
 
 DEPLOYMENT = "watch-restricted/watch-restricted"
@@ -92,7 +93,7 @@ def _cancel_requested(run_id: str | None) -> bool:
 @flow(name="watch-restricted", validate_parameters=True, persist_result=False)
 def watch_restricted(watch: WatchRequest = DEFAULT_WATCH) -> WatchSummary | State[Any]:
     """Watch each tenant profile's Restricted users list; report new entries, contain per policy."""
-    logger = get_run_logger()
+    logger = run_logger()
     run_id = runtime.flow_run.id
     with stop_on_sigterm() as stop:
         summary = Watcher(watch, logger, run_id).run(stop)
