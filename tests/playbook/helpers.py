@@ -10,10 +10,11 @@ from ..helpers.runs import start_unblock as _start_unblock
 TENANT = "contoso"
 
 
-def start_unblock(**params: Any) -> Started:
-    """Run unblock-user on ``TENANT`` in a thread under a unique run name ``test-<hex>``."""
+def start_unblock(tenant: str = TENANT, **params: Any) -> Started:
+    """Run unblock-user (on ``TENANT`` unless another profile is named) in a thread under a
+    unique run name ``test-<hex>``."""
     return _start_unblock(
-        TENANT, run_prefix="test", default_ticket="INC-1001", timeout=90, **params
+        tenant, run_prefix="test", default_ticket="INC-1001", timeout=90, **params
     )
 
 
