@@ -11,9 +11,11 @@ TENANT = "contoso"
 
 
 def start_unblock(**params: Any) -> Started:
-    """Run unblock-user on ``TENANT`` in a thread under a unique run name ``test-<hex>``."""
+    """Run unblock-user on ``TENANT`` (or ``tenant=``) in a thread under a unique run name
+    ``test-<hex>``."""
+    tenant = params.pop("tenant", TENANT)
     return _start_unblock(
-        TENANT, run_prefix="test", default_ticket="INC-1001", timeout=90, **params
+        tenant, run_prefix="test", default_ticket="INC-1001", timeout=90, **params
     )
 
 
