@@ -5,14 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
 from emulator import Emulator
 from orchestration import clients
 from orchestration.blocks import M365Tenant
 
 from ..handover_keys import PUBLIC_KEY
-from .helpers import SLACK_SHAPE, TEAMS_SHAPE
+from .helpers import SLACK_PATH, TEAMS_PATH, save_webhook_blocks
 from .receiver import WebhookReceiver
 
 TENANT = "contoso"
@@ -31,32 +30,22 @@ def tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def receiver_session() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    try:
+    with WebhookReceiver() as r:
         yield r
-    finally:
-        r.stop()
 
 
 @pytest.fixture
 def receiver(receiver_session: WebhookReceiver) -> WebhookReceiver:
-    receiver_session.clear()
-    receiver_session.status = 200
-    return receiver_session
+    return receiver_session.reset()
 
 
 @pytest.fixture
 def notify_blocks(prefect_api: str, receiver: WebhookReceiver) -> dict[str, str]:
     """Custom-webhook blocks on 127.0.0.1: approvers (Teams-shaped), escalation (Slack-shaped)."""
-    CustomWebhookNotificationBlock(
-        name="soc-approvers", url=receiver.url("/teams/approvers"), json_data=TEAMS_SHAPE
-    ).save("soc-approvers", overwrite=True)
-    CustomWebhookNotificationBlock(
-        name="soc-leads", url=receiver.url("/slack/leads"), json_data=SLACK_SHAPE
-    ).save("soc-leads", overwrite=True)
+    save_webhook_blocks(receiver, "soc-approvers", "soc-leads")
     return {
         "approvers": "custom-webhook/soc-approvers",
         "leads": "soc-leads",  # a bare block name works too
-        "teams_path": "/teams/approvers",
-        "slack_path": "/slack/leads",
+        "teams_path": TEAMS_PATH,
+        "slack_path": SLACK_PATH,
     }

@@ -76,11 +76,8 @@ def stack() -> Iterator[tuple[RealServer, Emulator]]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    try:
+    with WebhookReceiver() as r:
         yield r
-    finally:
-        r.stop()
 
 
 def _plain(data: bytes | str) -> str:
