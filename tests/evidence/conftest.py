@@ -7,10 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import Emulator
-from orchestration import clients
-from orchestration.blocks import M365Tenant
 
 from ..handover_keys import PUBLIC_KEY
+from ..helpers.profiles import saved_profile
 from .helpers import SLACK_PATH, TEAMS_PATH, save_webhook_blocks
 from .receiver import WebhookReceiver
 
@@ -20,12 +19,9 @@ TENANT = "contoso"
 @pytest.fixture
 def tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
     """The 'contoso' tenant profile block, pointing at the emulator."""
-    M365Tenant.from_config(
-        emulator.tenant_config(TENANT, app="playbook"), handover_public_key=PUBLIC_KEY
-    ).save(TENANT, overwrite=True)
-    clients.forget(TENANT)
-    yield TENANT
-    clients.forget(TENANT)
+    config = emulator.tenant_config(TENANT, app="playbook")
+    with saved_profile(config, TENANT, handover_public_key=PUBLIC_KEY) as name:
+        yield name
 
 
 @pytest.fixture(scope="session")
