@@ -44,6 +44,11 @@ def response(
     return r
 
 
+def graph_error(code: str, message: str, request_id: str) -> dict:  # type: ignore[type-arg]
+    """A Graph error body: code, message and the request id in innerError."""
+    return {"error": {"code": code, "message": message, "innerError": {"request-id": request_id}}}
+
+
 def exo_error(status: int, detail: str, internal: str = "", code: str = "BadRequest") -> dict:  # type: ignore[type-arg]
     return {
         "error": {
@@ -65,13 +70,7 @@ def exo_error(status: int, detail: str, internal: str = "", code: str = "BadRequ
 def test_graph_not_found_keeps_code_and_request_id() -> None:
     r = response(
         404,
-        {
-            "error": {
-                "code": "Request_ResourceNotFound",
-                "message": "Resource 'x' does not exist",
-                "innerError": {"request-id": "body-id"},
-            }
-        },
+        graph_error("Request_ResourceNotFound", "Resource 'x' does not exist", "body-id"),
         headers={"request-id": "header-id"},
     )
     with pytest.raises(NotFoundError) as info:
@@ -82,16 +81,7 @@ def test_graph_not_found_keeps_code_and_request_id() -> None:
 
 
 def test_request_id_from_body_when_no_header() -> None:
-    r = response(
-        403,
-        {
-            "error": {
-                "code": "Authorization_RequestDenied",
-                "message": "no",
-                "innerError": {"request-id": "body-id"},
-            }
-        },
-    )
+    r = response(403, graph_error("Authorization_RequestDenied", "no", "body-id"))
     with pytest.raises(PermissionDeniedError) as info:
         raise_for_response(r, "reset password")
     assert info.value.request_id == "body-id"

@@ -217,11 +217,18 @@ class PrefectServer:
     def client(self) -> ApiClient:
         return ApiClient(self.api_url, self.auth_string)
 
-    def cli(self, *args: str, timeout: float = 120, cwd: Path = REPO) -> str:
-        """Run ``prefect <args>`` against this server; return stdout; raise on failure."""
+    def cli(
+        self,
+        *args: str,
+        timeout: float = 120,
+        cwd: Path = REPO,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
+        """Run ``prefect <args>`` against this server (``extra`` added to its environment);
+        return stdout; raise on failure."""
         r = subprocess.run(
             [PREFECT, "--no-prompt", *args],
-            env=self.client_env(),
+            env=self.client_env(extra),
             cwd=cwd,
             capture_output=True,
             text=True,
@@ -231,7 +238,9 @@ class PrefectServer:
         with open(self.log_path.with_name("cli.log"), "a") as log:
             log.write(f"\n$ prefect {' '.join(args)}\n{r.stdout}\n{r.stderr}\nrc={r.returncode}\n")
         if r.returncode != 0:
-            raise RuntimeError(f"prefect {' '.join(args)} failed ({r.returncode}):\n{r.stderr}")
+            raise RuntimeError(
+                f"prefect {' '.join(args)} failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
+            )
         return r.stdout
 
 

@@ -82,7 +82,7 @@ def cluster(
         t1 = time.monotonic()
         server.cli("work-pool", "create", POOL, "--type", "process")
         deploy_env = {"UNBLOCK_EMAIL_HOME": str(REPO)}
-        out = _cli(server, deploy_env, "deploy", "--all", timeout=300)
+        out = server.cli("deploy", "--all", timeout=300, extra=deploy_env)
         record_timing("dist prefect deploy --all", time.monotonic() - t1)
         assert "unblock-user" in out
         for name in ("w1", "w2"):
@@ -112,23 +112,6 @@ def cluster(
             api.close()
         server.stop()
         pg.stop()
-
-
-def _cli(server: PrefectServer, extra: dict[str, str], *args: str, timeout: float = 120) -> str:
-    r = subprocess.run(
-        [PREFECT, "--no-prompt", *args],
-        env=server.client_env(extra),
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    with open(server.log_path.with_name("dist-cli.log"), "a") as log:
-        log.write(f"\n$ prefect {' '.join(args)}\n{r.stdout}\n{r.stderr}\nrc={r.returncode}\n")
-    if r.returncode != 0:
-        raise RuntimeError(f"prefect {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}")
-    return r.stdout
 
 
 def _online_workers(api: ApiClient) -> set[str]:

@@ -44,3 +44,39 @@ def token(emu: Emulator, scopes: list[str], app: str = "playbook") -> str:
     result = msal_app(emu, app).acquire_token_for_client(scopes=scopes)
     assert "access_token" in result, result.get("error_description")
     return str(result["access_token"])
+
+
+def one_app_seed(
+    tenant: str,
+    tenant_id: str,
+    app: str,
+    client_id: str,
+    client_secret: str,
+    roles: list[str],
+    *,
+    app_fields: dict[str, Any] | None = None,
+    **tenant_fields: Any,
+) -> dict[str, Any]:
+    """An emulator seed of one tenant (domain ``<tenant>.onmicrosoft.com``) with one app.
+
+    ``app_fields``: further fields of the app (wids, token lifetime); ``tenant_fields``: further
+    fields of the tenant (settings, generated lists)."""
+    return {
+        "tenants": [
+            {
+                "name": tenant,
+                "tenant_id": tenant_id,
+                "domain": f"{tenant}.onmicrosoft.com",
+                **tenant_fields,
+                "apps": [
+                    {
+                        "name": app,
+                        "client_id": client_id,
+                        "client_secret": client_secret,
+                        "roles": roles,
+                        **(app_fields or {}),
+                    }
+                ],
+            }
+        ]
+    }

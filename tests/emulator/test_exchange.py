@@ -12,7 +12,7 @@ import requests
 
 from emulator import Emulator
 
-from .helpers import ANCHOR, EXO_SCOPE, https_session, msal_app
+from .helpers import ANCHOR, EXO_SCOPE, https_session, msal_app, one_app_seed
 
 Exo = Callable[..., requests.Response]
 
@@ -113,26 +113,17 @@ def test_long_list_is_paged_and_next_link_takes_the_same_body(exo: Exo, emulator
 
 
 def test_generated_restricted_list(tmp_path: Path) -> None:
-    seed = {
-        "tenants": [
-            {
-                "name": "big",
-                "tenant_id": "22222222-3333-4444-5555-666666666666",
-                "domain": "big.onmicrosoft.com",
-                "settings": {"page_size": 400},
-                "generate_restricted": {"count": 1000, "prefix": "bulk"},
-                "apps": [
-                    {
-                        "name": "app",
-                        "client_id": "b1",
-                        "client_secret": "fake-b1",
-                        "roles": ["Exchange.ManageAsApp"],
-                        "wids": ["Exchange Administrator"],
-                    }
-                ],
-            }
-        ]
-    }
+    seed = one_app_seed(
+        "big",
+        "22222222-3333-4444-5555-666666666666",
+        "app",
+        "b1",
+        "fake-b1",
+        ["Exchange.ManageAsApp"],
+        app_fields={"wids": ["Exchange Administrator"]},
+        settings={"page_size": 400},
+        generate_restricted={"count": 1000, "prefix": "bulk"},
+    )
     with Emulator(seed, state_dir=tmp_path) as emu:
         token = msal_app(emu, "app", tenant="big").acquire_token_for_client(scopes=EXO_SCOPE)
         http = https_session(emu.info.ca_path)
@@ -166,24 +157,15 @@ def test_reader_may_read_but_not_remove(exo: Exo, emulator: Emulator) -> None:
 
 
 def test_app_without_exchange_manage_as_app_is_forbidden(tmp_path: Path) -> None:
-    seed = {
-        "tenants": [
-            {
-                "name": "t",
-                "tenant_id": "33333333-4444-5555-6666-777777777777",
-                "domain": "t.onmicrosoft.com",
-                "apps": [
-                    {
-                        "name": "graphonly",
-                        "client_id": "c1",
-                        "client_secret": "fake-c1",
-                        "roles": ["User.Read.All"],
-                        "wids": ["Exchange Administrator"],
-                    }
-                ],
-            }
-        ]
-    }
+    seed = one_app_seed(
+        "t",
+        "33333333-4444-5555-6666-777777777777",
+        "graphonly",
+        "c1",
+        "fake-c1",
+        ["User.Read.All"],
+        app_fields={"wids": ["Exchange Administrator"]},
+    )
     with Emulator(seed, state_dir=tmp_path) as emu:
         token = msal_app(emu, "graphonly", tenant="t").acquire_token_for_client(scopes=EXO_SCOPE)
         r = https_session(emu.info.ca_path).post(

@@ -15,7 +15,7 @@ import pytest
 
 from emulator import ROLE_TEMPLATES, Emulator
 
-from .helpers import EXO_SCOPE, GRAPH_SCOPE, https_session, msal_app
+from .helpers import EXO_SCOPE, GRAPH_SCOPE, https_session, msal_app, one_app_seed
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -167,24 +167,15 @@ def test_discovery_document_is_what_msal_needs(emulator: Emulator) -> None:
 
 
 def test_token_lifetime_is_per_app(tmp_path: Path) -> None:
-    seed = {
-        "tenants": [
-            {
-                "name": "fabrikam",
-                "tenant_id": "11111111-2222-3333-4444-555555555555",
-                "domain": "fabrikam.onmicrosoft.com",
-                "apps": [
-                    {
-                        "name": "short",
-                        "client_id": "a1",
-                        "client_secret": "fake-short",
-                        "roles": ["User.Read.All"],
-                        "token_lifetime_seconds": 120,
-                    }
-                ],
-            }
-        ]
-    }
+    seed = one_app_seed(
+        "fabrikam",
+        "11111111-2222-3333-4444-555555555555",
+        "short",
+        "a1",
+        "fake-short",
+        ["User.Read.All"],
+        app_fields={"token_lifetime_seconds": 120},
+    )
     with Emulator(seed, state_dir=tmp_path) as emu:
         result = msal_app(emu, "short", tenant="fabrikam").acquire_token_for_client(
             scopes=GRAPH_SCOPE

@@ -8,8 +8,8 @@ import pytest
 
 from emulator import Emulator
 from m365.limits import SHARED
-from orchestration import clients
-from orchestration.blocks import M365Tenant
+
+from ..helpers.profiles import saved_profile
 
 TENANT = "contoso"
 READER = "contoso-reader"
@@ -26,20 +26,12 @@ def fresh_limits() -> Iterator[None]:
 @pytest.fixture
 def tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
     """The 'contoso' profile: the demo's playbook app (every eviction permission)."""
-    M365Tenant.from_config(emulator.tenant_config(TENANT, app="playbook")).save(
-        TENANT, overwrite=True
-    )
-    clients.forget(TENANT)
-    yield TENANT
-    clients.forget(TENANT)
+    with saved_profile(emulator.tenant_config(TENANT, app="playbook"), TENANT) as name:
+        yield name
 
 
 @pytest.fixture
 def reader_tenant(prefect_api: str, emulator: Emulator) -> Iterator[str]:
     """A profile for the demo's reader app: User.Read.All, Exchange.ManageAsApp, Global Reader."""
-    M365Tenant.from_config(emulator.tenant_config(TENANT, app="reader")).save(
-        READER, overwrite=True
-    )
-    clients.forget(READER)
-    yield READER
-    clients.forget(READER)
+    with saved_profile(emulator.tenant_config(TENANT, app="reader"), READER) as name:
+        yield name

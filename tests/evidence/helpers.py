@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .receiver import WebhookReceiver
+
+TEAMS_PATH = "/teams/approvers"
+SLACK_PATH = "/slack/leads"
+
 # A Slack-shaped payload (incoming webhook: "text" in mrkdwn) and a Teams-shaped one (Workflows
 # webhook: an Adaptive Card attachment), both filled by the block from subject and body.
 SLACK_SHAPE = {"text": "*{{subject}}*\n{{body}}"}
@@ -21,3 +29,17 @@ TEAMS_SHAPE = {
         }
     ],
 }
+
+
+def save_webhook_blocks(receiver: WebhookReceiver, approvers: str, leads: str) -> None:
+    """Custom-webhook blocks on the receiver: ``approvers`` Teams-shaped on TEAMS_PATH, ``leads``
+    Slack-shaped on SLACK_PATH (each saved under its own name)."""
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+
+    for name, path, shape in (
+        (approvers, TEAMS_PATH, TEAMS_SHAPE),
+        (leads, SLACK_PATH, SLACK_SHAPE),
+    ):
+        CustomWebhookNotificationBlock(name=name, url=receiver.url(path), json_data=shape).save(
+            name, overwrite=True
+        )

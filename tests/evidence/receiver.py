@@ -73,9 +73,21 @@ class WebhookReceiver:
             self._server.shutdown()
             self._server.server_close()
 
+    def __enter__(self) -> WebhookReceiver:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     def clear(self) -> None:
         with self._lock:
             self.received.clear()
+
+    def reset(self) -> WebhookReceiver:
+        """Nothing received, answering 200 again."""
+        self.clear()
+        self.status = 200
+        return self
 
     def on(self, path: str) -> list[Received]:
         with self._lock:

@@ -16,7 +16,7 @@ from devtools.localstack import wait_for
 from emulator import Emulator
 from playbook.rendering import md_escape as md
 
-from ..evidence.helpers import SLACK_SHAPE, TEAMS_SHAPE
+from ..evidence.helpers import SLACK_PATH, TEAMS_PATH, save_webhook_blocks
 from ..evidence.receiver import WebhookReceiver
 from ..handover_keys import PUBLIC_KEY, secret_value
 from ..helpers.runs import artifact_markdown, effective, read_run, resume, wait_until_paused
@@ -37,32 +37,20 @@ SECOND = 1 / 60  # minutes
 
 @pytest.fixture(scope="module")
 def receiver_module() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    try:
+    with WebhookReceiver() as r:
         yield r
-    finally:
-        r.stop()
 
 
 @pytest.fixture
 def hooks(api_url: str, receiver_module: WebhookReceiver) -> dict[str, Any]:
     """Custom-webhook blocks on 127.0.0.1: approvers (Teams-shaped), leads (Slack-shaped)."""
-    from prefect.blocks.notifications import CustomWebhookNotificationBlock
-
-    receiver_module.clear()
-    receiver_module.status = 200
-    CustomWebhookNotificationBlock(
-        name="flow-approvers", url=receiver_module.url("/teams/approvers"), json_data=TEAMS_SHAPE
-    ).save("flow-approvers", overwrite=True)
-    CustomWebhookNotificationBlock(
-        name="flow-leads", url=receiver_module.url("/slack/leads"), json_data=SLACK_SHAPE
-    ).save("flow-leads", overwrite=True)
+    save_webhook_blocks(receiver_module.reset(), "flow-approvers", "flow-leads")
     return {
         "receiver": receiver_module,
         "approvers": "custom-webhook/flow-approvers",
         "leads": "flow-leads",
-        "teams": "/teams/approvers",
-        "slack": "/slack/leads",
+        "teams": TEAMS_PATH,
+        "slack": SLACK_PATH,
     }
 
 

@@ -34,6 +34,19 @@ pytestmark = pytest.mark.usefixtures("tenant_block", "served")
 ALEX = "alex@contoso.com"  # not restricted: the run resets, hands over and completes
 
 
+def handover_argv(run_id: str, *options: str) -> list[str]:
+    """The analyst's command line: ``python -m orchestration.handover <run> <options> --key``."""
+    return [
+        sys.executable,
+        "-m",
+        "orchestration.handover",
+        run_id,
+        *options,
+        "--key",
+        str(KEY_FILE),
+    ]
+
+
 def terminal(argv: list[str], env: dict[str, str], timeout: float = 60) -> tuple[int, str, str]:
     """Run ``argv`` with its stdout on a pseudo-terminal (as in an analyst's shell)."""
     master, slave = pty.openpty()
@@ -167,7 +180,7 @@ def test_refuses_to_print_into_a_pipe(finished_run: str, capsys: pytest.CaptureF
 def test_without_an_api_url_it_refuses_and_creates_no_database(tmp_path: Path) -> None:
     started = time.monotonic()
     rc, out, err = terminal(
-        [sys.executable, "-m", "orchestration.handover", str(uuid.uuid4()), "--key", str(KEY_FILE)],
+        handover_argv(str(uuid.uuid4())),
         analyst_env(tmp_path),
     )
     assert rc == 2 and out == ""
@@ -181,16 +194,7 @@ def test_an_unreachable_api_fails_fast_and_says_so(finished_run: str, tmp_path: 
     down = f"http://127.0.0.1:{free_port()}/api"
     started = time.monotonic()
     rc, out, err = terminal(
-        [
-            sys.executable,
-            "-m",
-            "orchestration.handover",
-            finished_run,
-            "--api-url",
-            down,
-            "--key",
-            str(KEY_FILE),
-        ],
+        handover_argv(finished_run, "--api-url", down),
         analyst_env(tmp_path),
     )
     took = time.monotonic() - started
@@ -225,16 +229,7 @@ def test_after_deletion_it_says_when_and_by_whom(
 
     wait_for(deleted, 30, "the deletion event", every=0.5)
     rc, out, err = terminal(
-        [
-            sys.executable,
-            "-m",
-            "orchestration.handover",
-            finished_run,
-            "--api-url",
-            _api_url(),
-            "--key",
-            str(KEY_FILE),
-        ],
+        handover_argv(finished_run, "--api-url", _api_url()),
         analyst_env(tmp_path),
     )
     assert rc == 1 and out == ""

@@ -117,13 +117,12 @@ def rerun_and_check(server: RealServer, emu: Emulator, old_block: str) -> None:
     assert emu.state.unblock_count("contoso", ROB) == 1
 
 
-def test_kill_flow_process_right_after_the_password_reset(crash_env):
-    server, emu = crash_env
-    emu.reset()
+def kill_flow_process_after_the_reset(server: RealServer, emu: Emulator) -> tuple[Any, str]:
+    """Start an unblock-user run for ROB, SIGKILL its flow process between the password reset
+    and the session revocation; the run and its hand-over block name."""
     # Hold the run in the step after the reset, so the kill lands between the two.
     emu.faults.add(endpoint="graph.revoke_sessions", kind="latency", seconds=60, count=1)
     run = run_deployment_now(account=ROB, approval_timeout_minutes=5)
-    block = f"unblock-handover-{run.id}"
     wait_for(
         lambda: any(
             r.endpoint == "graph.update_user" and 200 <= r.status < 300 for r in emu.writes()
@@ -133,6 +132,13 @@ def test_kill_flow_process_right_after_the_password_reset(crash_env):
     )
     # The emulator records a request once answered, so the run is now held inside revoke.
     os.kill(flow_process_of(server), signal.SIGKILL)
+    return run, f"unblock-handover-{run.id}"
+
+
+def test_kill_flow_process_right_after_the_password_reset(crash_env):
+    server, emu = crash_env
+    emu.reset()
+    run, block = kill_flow_process_after_the_reset(server, emu)
 
     crashed = wait_for(
         lambda: (s := read(run.id).state) is not None and s.is_final() and s, 60, "Crashed"
@@ -206,17 +212,7 @@ def test_a_rerun_in_a_new_process_seals_a_new_password_before_its_reset(crash_en
     emu.reset()
     if "serve" not in server.procs:
         start_worker(server)
-    emu.faults.add(endpoint="graph.revoke_sessions", kind="latency", seconds=60, count=1)
-    run = run_deployment_now(account=ROB, approval_timeout_minutes=5)
-    block = f"unblock-handover-{run.id}"
-    wait_for(
-        lambda: any(
-            r.endpoint == "graph.update_user" and 200 <= r.status < 300 for r in emu.writes()
-        ),
-        120,
-        "the password reset",
-    )
-    os.kill(flow_process_of(server), signal.SIGKILL)
+    run, block = kill_flow_process_after_the_reset(server, emu)
     wait_for(lambda: (s := read(run.id).state) is not None and s.is_crashed(), 60, "Crashed")
     first = secret_value(block)
     assert first and emu.state.password_matches(emu.state.user("contoso", ROB), first)

@@ -76,11 +76,8 @@ def stack() -> Iterator[tuple[RealServer, Emulator]]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[WebhookReceiver]:
-    r = WebhookReceiver().start()
-    try:
+    with WebhookReceiver() as r:
         yield r
-    finally:
-        r.stop()
 
 
 def _plain(data: bytes | str) -> str:
@@ -101,6 +98,18 @@ def _paged(client: httpx.Client, path: str, body: dict[str, Any]) -> Iterator[li
         offset += _PAGE
 
 
+def _run_and_states(
+    client: httpx.Client, kind: str, run: dict[str, Any]
+) -> Iterator[tuple[str, str, str]]:
+    """(kind, location, text) of a task or flow run (``kind`` "task_run" or "flow_run") and of
+    its states."""
+    label = kind.replace("_", " ")
+    yield label, f"{label} {run['name']}", str(run)
+    states = client.get(f"{kind}_states/", params={f"{kind}_id": run["id"]})
+    states.raise_for_status()
+    yield f"{label} states", f"{label} {run['name']} states", states.text
+
+
 def _haystacks(api_url: str) -> Iterator[tuple[str, str, str]]:
     """(kind, location, text) of everything the Prefect API gives, the evidence artifact with
     kind "evidence artifact"."""
@@ -114,16 +123,10 @@ def _haystacks(api_url: str) -> Iterator[tuple[str, str, str]]:
                 yield kind, f"artifact {art.get('key')} {art['id']}", str(art.get("data"))
         for task_runs in _paged(client, "task_runs/filter", {}):
             for task_run in task_runs:
-                yield "task run", f"task run {task_run['name']}", str(task_run)
-                states = client.get("task_run_states/", params={"task_run_id": task_run["id"]})
-                states.raise_for_status()
-                yield "task run states", f"task run {task_run['name']} states", states.text
+                yield from _run_and_states(client, "task_run", task_run)
         for flow_runs in _paged(client, "flow_runs/filter", {}):
             for run in flow_runs:
-                yield "flow run", f"flow run {run['name']}", str(run)
-                states = client.get("flow_run_states/", params={"flow_run_id": run["id"]})
-                states.raise_for_status()
-                yield "flow run states", f"flow run {run['name']} states", states.text
+                yield from _run_and_states(client, "flow_run", run)
                 inputs = client.post(
                     f"flow_runs/{run['id']}/input/filter", json={"prefix": "", "limit": 1000}
                 )

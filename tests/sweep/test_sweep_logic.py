@@ -49,6 +49,10 @@ SPAM = RestrictionReason(
     outbound_mail_last_24h=130,
     outbound_spam_percent=92.31,
 )
+# a@contoso.com resolved to the user u1
+A_IS_U1 = ResolvedEntry(
+    address="a@contoso.com", resolution="user", user_id="u1", user_upn="a@contoso.com"
+)
 
 
 def sender(
@@ -99,11 +103,7 @@ def test_restricted_again_with_new_creation_time_is_new_and_keeps_user():
     first = sweep(None, [sender("a@contoso.com")])
     first = apply_resolutions(
         first,
-        [
-            ResolvedEntry(
-                address="a@contoso.com", resolution="user", user_id="u1", user_upn="a@contoso.com"
-            )
-        ],
+        [A_IS_U1],
     )
     second = sweep(first, [sender("a@contoso.com", created=T0 + timedelta(days=1))])
     (entry,) = second.current
@@ -132,9 +132,7 @@ def test_state_round_trips_through_the_table():
     diff = apply_resolutions(
         diff,
         [
-            ResolvedEntry(
-                address="a@contoso.com", resolution="user", user_id="u1", user_upn="a@contoso.com"
-            ),
+            A_IS_U1,
             ResolvedEntry(address="x@fabrikam.example", resolution="no-user"),
         ],
     )
@@ -151,9 +149,7 @@ def test_resolution_reuses_earlier_results():
     first = apply_resolutions(
         first,
         [
-            ResolvedEntry(
-                address="a@contoso.com", resolution="user", user_id="u1", user_upn="a@contoso.com"
-            ),
+            A_IS_U1,
             ResolvedEntry(address="b@contoso.com", resolution="error", error="ThrottledError"),
         ],
     )
