@@ -67,7 +67,6 @@ def set_sign_in(
 def removal_record(
     action: ActionKind,
     account: str,
-    *,
     todo: Sequence[str],
     already: tuple[str, ...],
     present_after: Iterable[str],

@@ -73,13 +73,7 @@ def remove_sign_in_methods(
             request_ids.append(receipt.request_id)
     after = {m.id.lower() for m in graph.list_authentication_methods(user_id)}
     record = removal_record(
-        ActionKind.REMOVE_SIGN_IN_METHODS,
-        user_id,
-        todo=todo,
-        already=already,
-        present_after=after,
-        reasons=reasons,
-        request_ids=request_ids,
+        ActionKind.REMOVE_SIGN_IN_METHODS, user_id, todo, already, after, reasons, request_ids
     )
     log.info("Remove flagged sign-in methods: %s", record.detail)
     return record

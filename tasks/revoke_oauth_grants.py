@@ -40,13 +40,7 @@ def revoke_oauth_grants(
             request_ids.append(receipt.request_id)
     after = [g.id for g in graph.list_oauth2_grants(user_id)]
     record = removal_record(
-        ActionKind.REVOKE_OAUTH_GRANTS,
-        user_id,
-        todo=todo,
-        already=already,
-        present_after=after,
-        reasons=reasons,
-        request_ids=request_ids,
+        ActionKind.REVOKE_OAUTH_GRANTS, user_id, todo, already, after, reasons, request_ids
     )
     log.info("Revoke flagged app consents: %s", record.detail)
     return record
