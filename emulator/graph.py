@@ -341,25 +341,17 @@ def route(core: Core, req: Request, call: Call) -> Handler:
         call.changed_fields = ("oauth2PermissionGrants",)
         gid = seg[1]
         return _guarded(core, req, call, WRITE_GRANTS, lambda p: _delete_grant(call, p, gid))
-    if seg[0] == "auditLogs" and n == 2 and m == "GET" and seg[1] == "directoryAudits":
-        call.endpoint = "graph.directory_audits"
+    if seg[0] == "auditLogs" and n == 2 and m == "GET" and seg[1] in ("directoryAudits", "signIns"):
+        # Both audit logs need the same grant and fail the same way when it is missing.
+        audits = seg[1] == "directoryAudits"
+        call.endpoint = "graph.directory_audits" if audits else "graph.sign_ins"
+        read = _directory_audits if audits else _sign_ins
         return _guarded(
             core,
             req,
             call,
             AUDIT_LOG,
-            lambda p: _directory_audits(req, call, p),
-            also=READ_DIRECTORY,
-            denied_message=AUDIT_DENIED,
-        )
-    if seg[0] == "auditLogs" and n == 2 and m == "GET" and seg[1] == "signIns":
-        call.endpoint = "graph.sign_ins"
-        return _guarded(
-            core,
-            req,
-            call,
-            AUDIT_LOG,
-            lambda p: _sign_ins(req, call, p),
+            lambda p: read(req, call, p),
             also=READ_DIRECTORY,
             denied_message=AUDIT_DENIED,
         )

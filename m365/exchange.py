@@ -405,37 +405,36 @@ class ExchangeAdminClient:
         """``Get-MailboxPermission -Identity``: the delegates (Full Access and other rights),
         without ``NT AUTHORITY\\SELF``, inherited and deny entries. Read-only."""
         ident = validate_identity(identity)
-        out: list[MailboxPermission] = []
-        for item in self._objects("Get-MailboxPermission", {"Identity": ident}):
-            user = _str(item.get("User"))
-            if user is None or not _is_delegate(item, user):
-                continue
-            out.append(
-                MailboxPermission(
-                    identity=_str(item.get("Identity")) or ident,
-                    user=user,
-                    access_rights=_rights(item.get("AccessRights")),
-                )
-            )
-        return out
+        return [
+            MailboxPermission(identity=owner, user=user, access_rights=rights)
+            for owner, user, rights in self._delegates("Get-MailboxPermission", ident, "User")
+        ]
 
     def get_recipient_permissions(self, identity: str) -> list[RecipientPermission]:
         """``Get-RecipientPermission -Identity``: who may Send As the mailbox (``Trustee``), without
         SELF, inherited and deny entries. Read-only."""
         ident = validate_identity(identity)
-        out: list[RecipientPermission] = []
-        for item in self._objects("Get-RecipientPermission", {"Identity": ident}):
-            trustee = _str(item.get("Trustee"))
-            if trustee is None or not _is_delegate(item, trustee):
-                continue
-            out.append(
-                RecipientPermission(
-                    identity=_str(item.get("Identity")) or ident,
-                    trustee=trustee,
-                    access_rights=_rights(item.get("AccessRights")),
-                )
+        return [
+            RecipientPermission(identity=owner, trustee=trustee, access_rights=rights)
+            for owner, trustee, rights in self._delegates(
+                "Get-RecipientPermission", ident, "Trustee"
             )
-        return out
+        ]
+
+    def _delegates(
+        self, cmdlet: str, ident: str, holder_key: str
+    ) -> Iterator[tuple[str, str, tuple[str, ...]]]:
+        """(mailbox, holder, rights) of each delegate entry; the two cmdlets differ only in the
+        name of the holder field."""
+        for item in self._objects(cmdlet, {"Identity": ident}):
+            holder = _str(item.get(holder_key))
+            if holder is None or not _is_delegate(item, holder):
+                continue
+            yield (
+                _str(item.get("Identity")) or ident,
+                holder,
+                _rights(item.get("AccessRights")),
+            )
 
     def get_send_on_behalf(self, identity: str) -> tuple[str, ...]:
         """``GrantSendOnBehalfTo`` of ``Get-Mailbox -Identity``: who may send on behalf of the

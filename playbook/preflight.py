@@ -30,7 +30,7 @@ import base64
 import binascii
 import json
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -152,255 +152,200 @@ class Requirement(_Frozen):
     why: str = ""
 
 
+class _Extra(TypedDict, total=False):
+    """Optional Requirement fields; only the ones given are set, as when spelled out in full."""
+
+    condition: str
+
+
+class _GraphExtra(_Extra, total=False):
+    also: tuple[str, ...]
+    roles: tuple[Role, ...]
+
+
+def _graph(
+    step: str,
+    permissions: tuple[str, ...],
+    why: str,
+    *,
+    flow: str = "unblock-user",
+    **extra: Unpack[_GraphExtra],
+) -> Requirement:
+    return Requirement(
+        flow=flow, step=step, api=Api.GRAPH, permissions=permissions, why=why, **extra
+    )
+
+
+def _exchange(
+    step: str,
+    roles: tuple[Role, ...],
+    why: str,
+    *,
+    flow: str = "unblock-user",
+    **extra: Unpack[_Extra],
+) -> Requirement:
+    # Every Exchange step needs Exchange.ManageAsApp; the directory role is what varies.
+    return Requirement(
+        flow=flow,
+        step=step,
+        api=Api.EXCHANGE,
+        permissions=(EXCHANGE_MANAGE_AS_APP,),
+        roles=roles,
+        why=why,
+        **extra,
+    )
+
+
 REQUIREMENTS: tuple[Requirement, ...] = (
-    Requirement(
-        flow="unblock-user",
-        step="resolve_account",
-        api=Api.GRAPH,
-        permissions=(
-            "User.Read.All",
-            "User.ReadWrite.All",
-            "Directory.Read.All",
-            "Directory.ReadWrite.All",
-        ),
-        why="GET /users/{id} and the proxyAddresses lookup",
+    _graph("resolve_account", _READ_USER, "GET /users/{id} and the proxyAddresses lookup"),
+    _graph(
+        "review_admin_roles",
+        ("RoleManagement.Read.Directory", "Directory.Read.All"),
+        "GET /users/{id}/memberOf (privileged-account guardrail)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_admin_roles",
-        api=Api.GRAPH,
-        permissions=("RoleManagement.Read.Directory", "Directory.Read.All"),
-        why="GET /users/{id}/memberOf (privileged-account guardrail)",
-    ),
-    Requirement(
-        flow="unblock-user",
-        step="reset_password",
-        api=Api.GRAPH,
-        permissions=("User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"),
+    _graph(
+        "reset_password",
+        ("User-PasswordProfile.ReadWrite.All", "User.ReadWrite.All"),
+        "PATCH /users/{id} passwordProfile needs the permission and a directory role",
         roles=_PASSWORD_ROLES,
-        why="PATCH /users/{id} passwordProfile needs the permission and a directory role",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="revoke_sessions",
-        api=Api.GRAPH,
-        permissions=("User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
-        why="POST /users/{id}/revokeSignInSessions",
+    _graph(
+        "revoke_sessions",
+        ("User.RevokeSessions.All", "User.ReadWrite.All", "Directory.ReadWrite.All"),
+        "POST /users/{id}/revokeSignInSessions",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="hand_over_credential",
-        api=Api.GRAPH,
-        permissions=("UserAuthenticationMethod.ReadWrite.All",),
-        condition="only when handover = tap",
-        why="POST, then GET /users/{id}/authentication/temporaryAccessPassMethods (create the "
+    _graph(
+        "hand_over_credential",
+        ("UserAuthenticationMethod.ReadWrite.All",),
+        "POST, then GET /users/{id}/authentication/temporaryAccessPassMethods (create the "
         "pass, then check it is the one in force)",
+        condition="only when handover = tap",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_inbox_rules",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_MAILBOX_READ_ROLES,
-        why="Get-InboxRule -IncludeHidden (evidence)",
+    _exchange(
+        "review_inbox_rules", _EXO_MAILBOX_READ_ROLES, "Get-InboxRule -IncludeHidden (evidence)"
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_mailbox_forwarding",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_MAILBOX_READ_ROLES,
-        why="Get-Mailbox forwarding fields (evidence)",
+    _exchange(
+        "review_mailbox_forwarding",
+        _EXO_MAILBOX_READ_ROLES,
+        "Get-Mailbox forwarding fields (evidence)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="disable_suspicious_rules",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_WRITE_ROLES,
+    _exchange(
+        "disable_suspicious_rules",
+        _EXO_WRITE_ROLES,
+        "Disable-InboxRule",
         condition="only when the approver ticks it",
-        why="Disable-InboxRule",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="clear_forwarding",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_WRITE_ROLES,
+    _exchange(
+        "clear_forwarding",
+        _EXO_WRITE_ROLES,
+        "Set-Mailbox -ForwardingSmtpAddress $null",
         condition="only when the approver ticks it",
-        why="Set-Mailbox -ForwardingSmtpAddress $null",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="find_restricted_entry",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_READ_ROLES,
-        why="Get-BlockedSenderAddress",
-    ),
-    Requirement(
-        flow="unblock-user",
-        step="unblock_sender",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_WRITE_ROLES,
-        why="Remove-BlockedSenderAddress",
-    ),
-    Requirement(
-        flow="unblock-user",
-        step="confirm_unblock",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_READ_ROLES,
-        why="Get-BlockedSenderAddress after the removal",
-    ),
-    Requirement(
-        flow="unblock-user",
-        step="block_sign_in",
-        api=Api.GRAPH,
-        permissions=_ENABLE_DISABLE,
+    _exchange("find_restricted_entry", _EXO_READ_ROLES, "Get-BlockedSenderAddress"),
+    _exchange("unblock_sender", _EXO_WRITE_ROLES, "Remove-BlockedSenderAddress"),
+    _exchange("confirm_unblock", _EXO_READ_ROLES, "Get-BlockedSenderAddress after the removal"),
+    _graph(
+        "block_sign_in",
+        _ENABLE_DISABLE,
+        "PATCH /users/{id} accountEnabled=false (containment)",
         also=_READ_USER,
         condition="only when block_sign_in is set",
-        why="PATCH /users/{id} accountEnabled=false (containment)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="enable_sign_in",
-        api=Api.GRAPH,
-        permissions=_ENABLE_DISABLE,
+    _graph(
+        "enable_sign_in",
+        _ENABLE_DISABLE,
+        "PATCH /users/{id} accountEnabled=true",
         also=_READ_USER,
         condition="only when the approver re-enables sign-in",
-        why="PATCH /users/{id} accountEnabled=true",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="block_sign_in/enable_sign_in (admin account)",
-        api=Api.GRAPH,
-        permissions=_ENABLE_DISABLE,
+    _graph(
+        "block_sign_in/enable_sign_in (admin account)",
+        _ENABLE_DISABLE,
+        "accountEnabled is a sensitive property: for a target holding e.g. Global "
+        "Administrator the app itself needs a higher role",
         also=_READ_USER,
         roles=_PRIVILEGED_TARGET_ROLES,
         condition="only for an account holding a privileged admin role",
-        why="accountEnabled is a sensitive property: for a target holding e.g. Global "
-        "Administrator the app itself needs a higher role",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_sign_in_methods",
-        api=Api.GRAPH,
-        permissions=("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"),
-        why="GET /users/{id}/authentication/methods (evidence)",
+    _graph(
+        "review_sign_in_methods",
+        ("UserAuthenticationMethod.Read.All", "UserAuthenticationMethod.ReadWrite.All"),
+        "GET /users/{id}/authentication/methods (evidence)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_sign_in_methods (registration dates)",
-        api=Api.GRAPH,
-        permissions=_AUDIT_LOG,
+    _graph(
+        "review_sign_in_methods (registration dates)",
+        _AUDIT_LOG,
+        "GET auditLogs/directoryAudits: the registered security info events",
         also=_READ_DIRECTORY,
-        why="GET auditLogs/directoryAudits: the registered security info events",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_sign_ins",
-        api=Api.GRAPH,
-        permissions=_AUDIT_LOG,
+    _graph(
+        "review_sign_ins",
+        _AUDIT_LOG,
+        "GET auditLogs/signIns (the tenant also needs Microsoft Entra ID P1 or P2)",
         also=_READ_DIRECTORY,
-        why="GET auditLogs/signIns (the tenant also needs Microsoft Entra ID P1 or P2)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_oauth_grants",
-        api=Api.GRAPH,
-        permissions=(
+    _graph(
+        "review_oauth_grants",
+        (
             "DelegatedPermissionGrant.ReadWrite.All",
             "Directory.Read.All",
             "Directory.ReadWrite.All",
         ),
-        why="GET /users/{id}/oauth2PermissionGrants (evidence)",
+        "GET /users/{id}/oauth2PermissionGrants (evidence)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_oauth_grants (app names)",
-        api=Api.GRAPH,
-        permissions=("Application.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),
-        why="GET /servicePrincipals/{id} for the names of the consented apps",
+    _graph(
+        "review_oauth_grants (app names)",
+        ("Application.Read.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+        "GET /servicePrincipals/{id} for the names of the consented apps",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_oauth_grants (consent times)",
-        api=Api.GRAPH,
-        permissions=_AUDIT_LOG,
+    _graph(
+        "review_oauth_grants (consent times)",
+        _AUDIT_LOG,
+        "GET auditLogs/directoryAudits: the Consent to application events",
         also=_READ_DIRECTORY,
-        why="GET auditLogs/directoryAudits: the Consent to application events",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_mailbox_delegates",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_MAILBOX_READ_ROLES,
-        why="Get-MailboxPermission, Get-RecipientPermission, Get-Mailbox (evidence)",
+    _exchange(
+        "review_mailbox_delegates",
+        _EXO_MAILBOX_READ_ROLES,
+        "Get-MailboxPermission, Get-RecipientPermission, Get-Mailbox (evidence)",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="review_sent_mail",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_MAILBOX_READ_ROLES,
-        why="Get-MessageTraceV2 (evidence)",
-    ),
-    Requirement(
-        flow="unblock-user",
-        step="remove_sign_in_methods",
-        api=Api.GRAPH,
-        permissions=("UserAuthenticationMethod.ReadWrite.All",),
+    _exchange("review_sent_mail", _EXO_MAILBOX_READ_ROLES, "Get-MessageTraceV2 (evidence)"),
+    _graph(
+        "remove_sign_in_methods",
+        ("UserAuthenticationMethod.ReadWrite.All",),
+        "DELETE /users/{id}/authentication/<type>Methods/{id}",
         condition="only when the approver removes flagged sign-in methods",
-        why="DELETE /users/{id}/authentication/<type>Methods/{id}",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="revoke_oauth_grants",
-        api=Api.GRAPH,
-        permissions=("DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"),
+    _graph(
+        "revoke_oauth_grants",
+        ("DelegatedPermissionGrant.ReadWrite.All", "Directory.ReadWrite.All"),
+        "DELETE /oauth2PermissionGrants/{id}",
         condition="only when the approver revokes flagged grants",
-        why="DELETE /oauth2PermissionGrants/{id}",
     ),
-    Requirement(
-        flow="unblock-user",
-        step="remove_mailbox_delegates",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_WRITE_ROLES,
-        condition="only when the approver removes flagged delegates",
-        why="Remove-MailboxPermission, Remove-RecipientPermission, Set-Mailbox "
+    _exchange(
+        "remove_mailbox_delegates",
+        _EXO_WRITE_ROLES,
+        "Remove-MailboxPermission, Remove-RecipientPermission, Set-Mailbox "
         "-GrantSendOnBehalfTo @{remove=...}",
+        condition="only when the approver removes flagged delegates",
     ),
-    Requirement(
+    _exchange(
+        "confirm_unblock",
+        _EXO_READ_ROLES,
+        "Get-BlockedSenderAddress hours later",
         flow="verify-unblock",
-        step="confirm_unblock",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_READ_ROLES,
-        why="Get-BlockedSenderAddress hours later",
     ),
-    Requirement(
+    _exchange(
+        "list_restricted_entries",
+        _EXO_READ_ROLES,
+        "Get-BlockedSenderAddress for the whole tenant",
         flow="restricted-sweep",
-        step="list_restricted_entries",
-        api=Api.EXCHANGE,
-        permissions=(EXCHANGE_MANAGE_AS_APP,),
-        roles=_EXO_READ_ROLES,
-        why="Get-BlockedSenderAddress for the whole tenant",
     ),
-    Requirement(
+    _graph(
+        "resolve_entries",
+        _READ_USER,
+        "GET /users/{address} for every listed sender",
         flow="restricted-sweep",
-        step="resolve_entries",
-        api=Api.GRAPH,
-        permissions=(
-            "User.Read.All",
-            "User.ReadWrite.All",
-            "Directory.Read.All",
-            "Directory.ReadWrite.All",
-        ),
-        why="GET /users/{address} for every listed sender",
     ),
 )
 

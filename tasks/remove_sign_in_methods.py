@@ -15,10 +15,10 @@ from playbook.eviction import (
     ActionKind,
     ActionTarget,
     EvictionRecord,
-    confirm_gone,
     split_pending,
 )
 
+from ._eviction_steps import removal_record
 from ._policy import step
 
 DEFAULT_REFUSED = (
@@ -72,14 +72,8 @@ def remove_sign_in_methods(
         if receipt.request_id:
             request_ids.append(receipt.request_id)
     after = {m.id.lower() for m in graph.list_authentication_methods(user_id)}
-    changed, failed = confirm_gone(todo, after, reasons)
-    record = EvictionRecord(
-        action=ActionKind.REMOVE_SIGN_IN_METHODS,
-        account=user_id,
-        changed=changed,
-        already=already,
-        failed=failed,
-        request_ids=tuple(request_ids),
+    record = removal_record(
+        ActionKind.REMOVE_SIGN_IN_METHODS, user_id, todo, already, after, reasons, request_ids
     )
     log.info("Remove flagged sign-in methods: %s", record.detail)
     return record

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from m365.errors import M365Error, TransientError
-from m365.models import DirectoryAudit
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.eviction import (
-    CHECKED,
     DEFINITE_ERRORS,
     GrantsReview,
     SuspicionWindow,
@@ -15,11 +12,8 @@ from playbook.eviction import (
     not_checked,
 )
 
+from ._eviction_steps import read_audit_events
 from ._policy import step
-
-# The audit log only dates what was read: a transient failure that outlived the client's retries
-# is "not checked" too, since a task retry would throw the list already read away with it.
-AUDIT_ERRORS: tuple[type[M365Error], ...] = (*DEFINITE_ERRORS, TransientError)
 
 
 @step("review_oauth_grants")
@@ -34,12 +28,7 @@ def review_oauth_grants(tenant: str, user_id: str, window: SuspicionWindow) -> G
         check = not_checked(exc, needs="DelegatedPermissionGrant.ReadWrite.All")
         log.warning("App consents: %s", check.reason)
         return GrantsReview(user_id=user_id, check=check)
-    events: list[DirectoryAudit] = []
-    consents = CHECKED
-    try:
-        events = graph.list_consent_events(user_id, window.baseline_start, window.end)
-    except AUDIT_ERRORS as exc:
-        consents = not_checked(exc, needs="AuditLog.Read.All and Directory.Read.All")
+    events, consents = read_audit_events(graph.list_consent_events, user_id, window)
     review = assess_grants(user_id, grants, events, window, consents=consents)
     log.info(
         "App consents: %d, %d with mail scopes; consent times %s",

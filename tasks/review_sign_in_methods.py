@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from m365.errors import M365Error, TransientError
-from m365.models import DirectoryAudit
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.eviction import (
-    CHECKED,
     DEFINITE_ERRORS,
     MethodsReview,
     SuspicionWindow,
@@ -15,11 +12,8 @@ from playbook.eviction import (
     not_checked,
 )
 
+from ._eviction_steps import read_audit_events
 from ._policy import step
-
-# The audit log only dates what was read: a transient failure that outlived the client's retries
-# is "not checked" too, since a task retry would throw the list already read away with it.
-AUDIT_ERRORS: tuple[type[M365Error], ...] = (*DEFINITE_ERRORS, TransientError)
 
 
 @step("review_sign_in_methods")
@@ -35,12 +29,7 @@ def review_sign_in_methods(tenant: str, user_id: str, window: SuspicionWindow) -
         check = not_checked(exc, needs="UserAuthenticationMethod.Read.All")
         log.warning("Sign-in methods: %s", check.reason)
         return MethodsReview(user_id=user_id, check=check)
-    events: list[DirectoryAudit] = []
-    dates = CHECKED
-    try:
-        events = graph.list_security_info_events(user_id, window.baseline_start, window.end)
-    except AUDIT_ERRORS as exc:
-        dates = not_checked(exc, needs="AuditLog.Read.All and Directory.Read.All")
+    events, dates = read_audit_events(graph.list_security_info_events, user_id, window)
     review = assess_methods(
         user_id, methods, events, window, own_app_id=graph.client_id, dates=dates
     )

@@ -9,10 +9,10 @@ from playbook.eviction import (
     ActionKind,
     ActionTarget,
     EvictionRecord,
-    confirm_gone,
     split_pending,
 )
 
+from ._eviction_steps import removal_record
 from ._policy import step
 
 
@@ -39,14 +39,8 @@ def revoke_oauth_grants(
         if receipt.request_id:
             request_ids.append(receipt.request_id)
     after = [g.id for g in graph.list_oauth2_grants(user_id)]
-    changed, failed = confirm_gone(todo, after, reasons)
-    record = EvictionRecord(
-        action=ActionKind.REVOKE_OAUTH_GRANTS,
-        account=user_id,
-        changed=changed,
-        already=already,
-        failed=failed,
-        request_ids=tuple(request_ids),
+    record = removal_record(
+        ActionKind.REVOKE_OAUTH_GRANTS, user_id, todo, already, after, reasons, request_ids
     )
     log.info("Revoke flagged app consents: %s", record.detail)
     return record
