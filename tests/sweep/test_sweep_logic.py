@@ -61,6 +61,20 @@ def sender(
     return RestrictedSender(sender_address=address, created=created, changed=created, reason=reason)
 
 
+def playbook_run(run_id, name, account, state_type, **more):
+    """An unblock-user run in contoso as the summary reads it; its link is its page in the UI."""
+    return PlaybookRun(
+        id=run_id,
+        name=name,
+        tenant="contoso",
+        account=account,
+        state_type=state_type,
+        state_name=state_type.title(),
+        url=f"http://127.0.0.1:4200/runs/flow-run/{run_id}",
+        **more,
+    )
+
+
 def sweep(previous, listed, now=T0 + timedelta(hours=1), tenant="contoso"):
     state = None
     if previous is not None:
@@ -355,25 +369,8 @@ def test_summary_escapes_tenant_strings_and_links_paused_runs():
         ],
     )
     runs = (
-        PlaybookRun(
-            id="run-0",
-            name="unblock-a",
-            tenant="contoso",
-            account="a_b@contoso.com",
-            state_type="PAUSED",
-            state_name="Paused",
-            url="http://127.0.0.1:4200/runs/flow-run/run-0",
-            started_by_sweep=True,
-        ),
-        PlaybookRun(
-            id="run-9",
-            name="manual",
-            tenant="contoso",
-            account="z@contoso.com",
-            state_type="RUNNING",
-            state_name="Running",
-            url="http://127.0.0.1:4200/runs/flow-run/run-9",
-        ),
+        playbook_run("run-0", "unblock-a", "a_b@contoso.com", "PAUSED", started_by_sweep=True),
+        playbook_run("run-9", "manual", "z@contoso.com", "RUNNING"),
     )
     report = SweepReport(
         swept_at=diff.swept_at,
