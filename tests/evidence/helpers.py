@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from orchestration.approvals.notify import NotificationContext
 
 if TYPE_CHECKING:
     from .receiver import WebhookReceiver
@@ -43,3 +45,16 @@ def save_webhook_blocks(receiver: WebhookReceiver, approvers: str, leads: str) -
         CustomWebhookNotificationBlock(name=name, url=receiver.url(path), json_data=shape).save(
             name, overwrite=True
         )
+
+
+def notification_context(**fields: Any) -> NotificationContext:
+    """A notification about ann's request to unblock rob@contoso.com (INC-1, run clever-fox);
+    ``fields`` replace or add what the test looks at."""
+    base: dict[str, Any] = {
+        "account": "rob@contoso.com",
+        "tenant": "contoso",
+        "ticket": "INC-1",
+        "requested_by": "ann",
+        "flow_run_name": "clever-fox",
+    }
+    return NotificationContext(**{**base, **fields})

@@ -15,7 +15,6 @@ from prefect.states import Completed
 
 from orchestration.approvals.forms import UnblockApproval
 from orchestration.approvals.notify import (
-    NotificationContext,
     NotificationKind,
     render_notification,
     send,
@@ -24,6 +23,7 @@ from orchestration.approvals.wait import EXPIRED_STATE_NAME, wait_for_decision
 from orchestration.logs import run_logger
 from playbook.evidence import escalation_schedule
 
+from .helpers import notification_context
 from .receiver import WebhookReceiver
 
 SECOND = 1 / 60  # minutes
@@ -32,13 +32,8 @@ SECOND = 1 / 60  # minutes
 @flow(persist_result=False)
 def approval_only(escalate_to: str, escalate_s: float, expire_s: float) -> Any:
     schedule = escalation_schedule(expire_s * SECOND, escalate_s * SECOND, grace_seconds=30)
-    ctx = NotificationContext(
-        account="rob@contoso.com",
-        tenant="contoso",
-        ticket="INC-9",
-        requested_by="ann",
-        flow_run_name="t",
-        waited_minutes=round(escalate_s * SECOND, 2),
+    ctx = notification_context(
+        ticket="INC-9", flow_run_name="t", waited_minutes=round(escalate_s * SECOND, 2)
     )
     out = wait_for_decision(
         UnblockApproval,

@@ -8,7 +8,6 @@ import pytest
 
 from m365.models import InboxRule, MailboxForwarding
 from orchestration.approvals.notify import (
-    NotificationContext,
     NotificationKind,
     artifact_link,
     deep_link,
@@ -38,6 +37,8 @@ from playbook.evidence import (
 )
 from playbook.rendering import chat_text, render
 from playbook.report import RunReport
+
+from .helpers import notification_context
 
 DOMAINS = tenant_domains(["rob@contoso.com", "rob@contoso.onmicrosoft.com"])
 T0 = datetime(2024, 5, 14, 6, 12, 31, tzinfo=UTC)
@@ -285,16 +286,7 @@ def test_notifications_are_plain_text_with_a_checked_deep_link() -> None:
         "",
     ):
         assert deep_link(bad) is None
-    ctx = NotificationContext(
-        account="rob@contoso.com",
-        tenant="contoso",
-        ticket="INC-1",
-        requested_by="ann",
-        flow_run_name="clever-fox",
-        link=link,
-        risk_summary=HOSTILE,
-        wait_minutes=60,
-    )
+    ctx = notification_context(link=link, risk_summary=HOSTILE, wait_minutes=60)
     n = render_notification(NotificationKind.APPROVAL_NEEDED, ctx)
     assert n.subject == "Approval needed: unblock rob@contoso.com (INC-1)"
     assert "rob@contoso.com is on the Restricted users list" in n.body

@@ -8,6 +8,7 @@ from orchestration.approvals.notify import NotificationContext, NotificationKind
 from playbook import redaction
 from tasks.send_notification import send_notification
 
+from .helpers import notification_context
 from .receiver import WebhookReceiver
 
 RUN_ID = "0b6f6a3e-1c2d-4e5f-8a9b-0c1d2e3f4a5b"
@@ -16,17 +17,12 @@ SECRET = "Pa55-word-that-must-never-leak"
 
 def _ctx(**kw: object) -> NotificationContext:
     base: dict[str, object] = {
-        "account": "rob@contoso.com",
-        "tenant": "contoso",
         "ticket": "INC-7",
-        "requested_by": "ann",
-        "flow_run_name": "clever-fox",
         "link": deep_link(f"http://127.0.0.1:4200/runs/flow-run/{RUN_ID}"),
         "risk_summary": "Risk: HIGH. 1 suspicious inbox rule (1 hidden, 1 external).",
         "wait_minutes": 60,
     }
-    base.update(kw)
-    return NotificationContext(**base)  # type: ignore[arg-type]
+    return notification_context(**{**base, **kw})
 
 
 def test_teams_and_slack_shaped_payloads_carry_the_deep_link(
