@@ -27,3 +27,11 @@ def fast_policy(**overrides: Any) -> RetryPolicy:
     base: dict[str, Any] = {"backoff_initial": 0.05, "backoff_max": 0.2}
     base.update(overrides)
     return RetryPolicy(**base)
+
+
+def waits(emulator: Emulator, endpoint: str, statuses: list[int]) -> list[float]:
+    """The seconds waited between the calls to ``endpoint``, once they were answered with
+    ``statuses`` in that order (a retry test's two facts: what was retried, and when)."""
+    records = calls(emulator, endpoint)
+    assert [r.status for r in records] == statuses
+    return gaps(records)

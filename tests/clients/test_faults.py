@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from emulator import Emulator
@@ -11,10 +13,11 @@ from m365.errors import (
     ConnectionFailedError,
     ServiceUnavailableError,
     ThrottledError,
+    TransientError,
     is_retryable,
 )
 
-from .helpers import TENANT, calls, fast_policy, gaps
+from .helpers import TENANT, calls, fast_policy, waits
 
 # Scheduling slack is only ever allowed on the late side: a retry may come a little after
 # Retry-After, never before it.
@@ -34,11 +37,9 @@ def test_graph_429_fractional_retry_after_is_waited(
 ) -> None:
     emulator.faults.add(endpoint="graph.get_user", kind="429", count=2, retry_after=0.4)
     assert clients.graph.get_user(user).user_principal_name == user
-    records = calls(emulator, "graph.get_user")
-    assert [r.status for r in records] == [429, 429, 200]
-    waits = gaps(records)
-    print("observed waits after Retry-After: 0.4 ->", [round(w, 3) for w in waits])
-    assert all(0.4 <= w < 0.4 + LATE_SLACK for w in waits)
+    observed = waits(emulator, "graph.get_user", [429, 429, 200])
+    print("observed waits after Retry-After: 0.4 ->", [round(w, 3) for w in observed])
+    assert all(0.4 <= w < 0.4 + LATE_SLACK for w in observed)
 
 
 def test_exchange_plain_text_throttle_is_waited(
@@ -49,9 +50,7 @@ def test_exchange_plain_text_throttle_is_waited(
     )
     (entry,) = clients.exchange.get_blocked_senders(user)
     assert entry.sender_address.lower() == user
-    records = calls(emulator, "exo.Get-BlockedSenderAddress")
-    assert [r.status for r in records] == [429, 200]
-    (wait,) = gaps(records)
+    (wait,) = waits(emulator, "exo.Get-BlockedSenderAddress", [429, 200])
     print("observed wait after plain-text 429, Retry-After: 1 ->", round(wait, 3))
     assert 1.0 <= wait < 1.0 + LATE_SLACK
 
@@ -93,22 +92,60 @@ def test_503_is_retried_with_backoff(config: TenantConfig, emulator: Emulator, u
 def test_503_retry_after_is_honoured(clients: M365Clients, emulator: Emulator, user: str) -> None:
     emulator.faults.add(endpoint="graph.revoke_sessions", kind="503", count=1, retry_after=0.5)
     clients.graph.revoke_sessions(user)
-    records = calls(emulator, "graph.revoke_sessions")
-    assert [r.status for r in records] == [503, 200]
-    assert gaps(records)[0] >= 0.5
+    assert waits(emulator, "graph.revoke_sessions", [503, 200])[0] >= 0.5
     assert emulator.state.user(TENANT, user).session_revocations == 1
 
 
-def test_persistent_503_ends_in_service_unavailable(
-    config: TenantConfig, emulator: Emulator, user: str
+# A fault that never clears: every attempt the policy allows is made, then the last error
+# surfaces. (fault endpoint, kind, attempts, the call, the endpoint it records, error, status)
+PERSISTENT_FAULTS = [
+    pytest.param(
+        "graph.get_user",
+        "503",
+        3,
+        lambda c, u: c.graph.get_user(u),
+        "graph.get_user",
+        ServiceUnavailableError,
+        503,
+        id="503-ends-in-service-unavailable",
+    ),
+    pytest.param(
+        "exo.*",
+        "drop",
+        2,
+        lambda c, u: c.exchange.get_blocked_senders(u),
+        "exo.Get-BlockedSenderAddress",
+        ConnectionFailedError,
+        None,
+        id="drop-ends-in-connection-failed",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind", "attempts", "call", "endpoint", "error", "status"), PERSISTENT_FAULTS
+)
+def test_persistent_fault_ends_after_the_allowed_attempts(
+    config: TenantConfig,
+    emulator: Emulator,
+    user: str,
+    fault: str,
+    kind: str,
+    attempts: int,
+    call: Callable[[M365Clients, str], object],
+    endpoint: str,
+    error: type[TransientError],
+    status: int | None,
 ) -> None:
-    clients = build_clients(config, retry_policy=fast_policy(max_attempts=3))
-    emulator.faults.add(endpoint="graph.get_user", kind="503")
-    with pytest.raises(ServiceUnavailableError) as info:
-        clients.graph.get_user(user)
-    assert info.value.status == 503
-    assert info.value.request_id
-    assert len(calls(emulator, "graph.get_user")) == 3
+    clients = build_clients(config, retry_policy=fast_policy(max_attempts=attempts))
+    emulator.faults.add(endpoint=fault, kind=kind)
+    with pytest.raises(error) as info:
+        call(clients, user)
+    if status is not None:  # an HTTP answer: its status and request id are kept
+        assert info.value.status == status
+        assert info.value.request_id
+    assert is_retryable(info.value)
+    assert len(calls(emulator, endpoint)) == attempts
 
 
 def test_dropped_connection_is_retried(config: TenantConfig, emulator: Emulator, user: str) -> None:
@@ -116,17 +153,6 @@ def test_dropped_connection_is_retried(config: TenantConfig, emulator: Emulator,
     emulator.faults.add(endpoint="graph.get_user", kind="drop", count=1)
     assert clients.graph.get_user(user).user_principal_name == user
     assert [r.status for r in calls(emulator, "graph.get_user")] == [0, 200]
-
-
-def test_persistent_drop_ends_in_connection_failed(
-    config: TenantConfig, emulator: Emulator, user: str
-) -> None:
-    clients = build_clients(config, retry_policy=fast_policy(max_attempts=2))
-    emulator.faults.add(endpoint="exo.*", kind="drop")
-    with pytest.raises(ConnectionFailedError) as info:
-        clients.exchange.get_blocked_senders(user)
-    assert is_retryable(info.value)
-    assert len(calls(emulator, "exo.Get-BlockedSenderAddress")) == 2
 
 
 def test_read_timeout(config: TenantConfig, emulator: Emulator, user: str) -> None:
@@ -174,6 +200,4 @@ def test_token_endpoint_429_waits_retry_after(
 ) -> None:
     emulator.faults.add(endpoint="token", kind="429", count=1, retry_after=1)
     assert clients.graph.get_user(user).user_principal_name == user
-    records = calls(emulator, "token")
-    assert [r.status for r in records] == [429, 200]
-    assert gaps(records)[0] >= 1.0
+    assert waits(emulator, "token", [429, 200])[0] >= 1.0

@@ -18,40 +18,55 @@ OUTBOUND_SPAM = (
 )
 
 
-def test_sending_limit_format() -> None:
-    r = parse_reason(SENDING_LIMIT)
-    assert r.kind == "EmailSendingLimitExceeded"
-    assert r.internal_recipient_count_today == 5
-    assert r.external_recipient_count_today == 501
-    assert r.exceeding_limit_type == "External"
-    assert r.last_message_trace_id == "6e7f1c2a-1111-4a4a-9b9b-0123456789ab"
-    assert r.last_message_recipient_count == 1
-    assert r.extra == ()
-    assert r.raw == SENDING_LIMIT
-
-
-def test_outbound_spam_format() -> None:
-    r = parse_reason(OUTBOUND_SPAM)
-    assert r.kind == "OutboundSpam"
-    assert r.outbound_spam_last_24h == 12
-    assert r.outbound_mail_last_24h == 20
-    assert r.outbound_spam_percent == 60.0
-    assert r.last_message_trace_id == "0b3f5d7e-2222-4c4c-8d8d-abcdef012345"
-    assert r.extra == ()
-
-
-def test_colon_separators_whitespace_and_case() -> None:
-    r = parse_reason(
-        "  emailsendinglimitexceeded ; internalrecipientcounttoday : 7 ;"
-        " EXTERNAL_RECIPIENT_COUNT_TODAY= 3 ; exceedinglimittype:internal ;"
-        " last messagetraceid : abc ; OutboundSpamPercent = 12.5% "
-    )
-    assert r.kind == "emailsendinglimitexceeded"
-    assert r.internal_recipient_count_today == 7
-    assert r.external_recipient_count_today == 3
-    assert r.exceeding_limit_type == "Internal"
-    assert r.last_message_trace_id == "abc"
-    assert r.outbound_spam_percent == 12.5
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param(
+            SENDING_LIMIT,
+            {
+                "kind": "EmailSendingLimitExceeded",
+                "internal_recipient_count_today": 5,
+                "external_recipient_count_today": 501,
+                "exceeding_limit_type": "External",
+                "last_message_trace_id": "6e7f1c2a-1111-4a4a-9b9b-0123456789ab",
+                "last_message_recipient_count": 1,
+                "extra": (),
+                "raw": SENDING_LIMIT,
+            },
+            id="sending-limit-format",
+        ),
+        pytest.param(
+            OUTBOUND_SPAM,
+            {
+                "kind": "OutboundSpam",
+                "outbound_spam_last_24h": 12,
+                "outbound_mail_last_24h": 20,
+                "outbound_spam_percent": 60.0,
+                "last_message_trace_id": "0b3f5d7e-2222-4c4c-8d8d-abcdef012345",
+                "extra": (),
+            },
+            id="outbound-spam-format",
+        ),
+        pytest.param(
+            "  emailsendinglimitexceeded ; internalrecipientcounttoday : 7 ;"
+            " EXTERNAL_RECIPIENT_COUNT_TODAY= 3 ; exceedinglimittype:internal ;"
+            " last messagetraceid : abc ; OutboundSpamPercent = 12.5% ",
+            {
+                "kind": "emailsendinglimitexceeded",
+                "internal_recipient_count_today": 7,
+                "external_recipient_count_today": 3,
+                "exceeding_limit_type": "Internal",
+                "last_message_trace_id": "abc",
+                "outbound_spam_percent": 12.5,
+            },
+            id="colon-separators-whitespace-and-case",
+        ),
+    ],
+)
+def test_parsed_fields(text: str, expected: dict[str, object]) -> None:
+    r = parse_reason(text)
+    for name, value in expected.items():
+        assert getattr(r, name) == value, name
 
 
 def test_trace_id_keeps_later_separators() -> None:
