@@ -176,18 +176,26 @@ def test_follow_up_run_verifies_and_deletes_the_secret_and_nothing_leaks(
     assert password not in caplog.text
 
 
-def test_still_listed_long_after_approval_escalates_and_deletes_the_secret(
-    emulator: Emulator,
-) -> None:
+def _verify_request(password: str, approved_at: datetime, **more: Any) -> VerifyRequest:
+    """A follow-up check of rob's unblock approved at ``approved_at``, with ``password`` sealed
+    in a fresh hand-over block as the unblock run leaves it."""
     block = f"unblock-handover-{uuid.uuid4()}"
-    Secret(value=sealed_for(block, "not-a-real-password-123")).save(block)
-    check = VerifyRequest(
+    Secret(value=sealed_for(block, password)).save(block)
+    return VerifyRequest(
         account=ROB,
         tenant=TENANT,
         ticket="INC-1",
         handover_block=block,
-        approved_at=datetime.now(UTC) - timedelta(hours=25),
+        approved_at=approved_at,
+        **more,
     )
+
+
+def test_still_listed_long_after_approval_escalates_and_deletes_the_secret(
+    emulator: Emulator,
+) -> None:
+    check = _verify_request("not-a-real-password-123", datetime.now(UTC) - timedelta(hours=25))
+    block = check.handover_block
     state = verify_unblock(check=check, return_state=True)
     assert state.is_failed() and state.name == "StillRestricted"
     assert secret_value(block) is None
@@ -196,16 +204,8 @@ def test_still_listed_long_after_approval_escalates_and_deletes_the_secret(
 
 
 def test_still_listed_soon_after_approval_reschedules_itself(emulator: Emulator) -> None:
-    block = f"unblock-handover-{uuid.uuid4()}"
-    Secret(value=sealed_for(block, "not-a-real-password-456")).save(block)
-    check = VerifyRequest(
-        account=ROB,
-        tenant=TENANT,
-        ticket="INC-1",
-        handover_block=block,
-        approved_at=datetime.now(UTC),
-        recheck_minutes=30,
-    )
+    check = _verify_request("not-a-real-password-456", datetime.now(UTC), recheck_minutes=30)
+    block = check.handover_block
     state = verify_unblock(check=check, return_state=True)
     assert state.is_completed() and state.name == "RecheckScheduled"
     assert secret_value(block) is not None  # kept until the chain ends
