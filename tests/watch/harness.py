@@ -99,6 +99,18 @@ def watch_server(home: Path) -> Iterator[WatchServer]:
         shutil.rmtree(home, ignore_errors=True)
 
 
+def save_tenant(emulator: Emulator, name: str, policy: str) -> None:
+    """The profile block of tenant ``name`` on ``emulator``, on the sweep ``policy``, with the
+    tests' hand-over key."""
+    from orchestration.blocks import M365Tenant
+
+    from ..handover_keys import PUBLIC_KEY
+
+    M365Tenant.from_config(
+        emulator.tenant_config(name), policy=policy, handover_public_key=PUBLIC_KEY
+    ).save(name)
+
+
 def start_watcher(server: RealServer, name: str = "watcher", **request: Any) -> ManagedProcess:
     return server.start(name, [sys.executable, "-c", WATCHER_MAIN, json.dumps(request)])
 

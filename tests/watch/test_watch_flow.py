@@ -46,6 +46,7 @@ from .harness import (
     db_counts,
     events,
     flow_runs,
+    save_tenant,
     start_watcher,
     tenant_seed,
     wait_events,
@@ -110,24 +111,12 @@ def stack() -> Iterator[Stack]:
     other = Emulator(
         {"tenants": [tenant_seed(CHARLIE, ["cody@charlie.example", "cid@charlie.example"])]}
     )
-    main.start()
-    other.start()
-    try:
-        with watch_server(Path(tempfile.mkdtemp(prefix="unblock-watch-"))) as server:
-            M365Tenant.from_config(
-                main.tenant_config(ALPHA), policy="contain", handover_public_key=PUBLIC_KEY
-            ).save(ALPHA)
-            M365Tenant.from_config(
-                main.tenant_config(BRAVO), policy="report", handover_public_key=PUBLIC_KEY
-            ).save(BRAVO)
-            M365Tenant.from_config(
-                other.tenant_config(CHARLIE), policy="contain", handover_public_key=PUBLIC_KEY
-            ).save(CHARLIE)
-            unblock_user.to_deployment(name="unblock-user").apply()  # runs are created, not run
-            yield Stack(server, main, other)
-    finally:
-        main.stop()
-        other.stop()
+    with main, other, watch_server(Path(tempfile.mkdtemp(prefix="unblock-watch-"))) as server:
+        save_tenant(main, ALPHA, "contain")
+        save_tenant(main, BRAVO, "report")
+        save_tenant(other, CHARLIE, "contain")
+        unblock_user.to_deployment(name="unblock-user").apply()  # runs are created, not run
+        yield Stack(server, main, other)
 
 
 @pytest.fixture(scope="module")

@@ -23,11 +23,9 @@ import pytest
 
 from devtools.localstack import wait_for
 from emulator import Emulator
-from orchestration.blocks import M365Tenant
 from tests.reliability.realserver import deployment
 
-from ..handover_keys import PUBLIC_KEY
-from .harness import SPAM, WatchServer, flow_runs, tenant_seed, watch_server
+from .harness import SPAM, WatchServer, flow_runs, save_tenant, tenant_seed, watch_server
 
 pytestmark = pytest.mark.timeout(600)
 DELTA = "delta"
@@ -46,16 +44,10 @@ def _serve(server: WatchServer, name: str) -> None:
 @pytest.fixture(scope="module")
 def stack() -> Iterator[tuple[WatchServer, Emulator]]:
     emu = Emulator({"tenants": [tenant_seed(DELTA, ["dora@delta.example", "dirk@delta.example"])]})
-    emu.start()
-    try:
-        with watch_server(Path(tempfile.mkdtemp(prefix="unblock-watch-serve-"))) as server:
-            M365Tenant.from_config(
-                emu.tenant_config(DELTA), policy="contain", handover_public_key=PUBLIC_KEY
-            ).save(DELTA)
-            _serve(server, "serve-1")
-            yield server, emu
-    finally:
-        emu.stop()
+    with emu, watch_server(Path(tempfile.mkdtemp(prefix="unblock-watch-serve-"))) as server:
+        save_tenant(emu, DELTA, "contain")
+        _serve(server, "serve-1")
+        yield server, emu
 
 
 def test_serve_starts_exactly_one_watcher(stack: tuple[WatchServer, Emulator]) -> None:
