@@ -25,6 +25,8 @@ import httpx
 from devtools import localstack
 from devtools.localstack import LOOPBACK, ManagedProcess, free_port
 
+from ..helpers.commands import run_command
+
 REPO = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 PYTHON = sys.executable
@@ -226,14 +228,8 @@ class PrefectServer:
     ) -> str:
         """Run ``prefect <args>`` against this server (``extra`` added to its environment);
         return stdout; raise on failure."""
-        r = subprocess.run(
-            [PREFECT, "--no-prompt", *args],
-            env=self.client_env(extra),
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
+        r = run_command(
+            [PREFECT, "--no-prompt", *args], env=self.client_env(extra), cwd=cwd, timeout=timeout
         )
         with open(self.log_path.with_name("cli.log"), "a") as log:
             log.write(f"\n$ prefect {' '.join(args)}\n{r.stdout}\n{r.stderr}\nrc={r.returncode}\n")
@@ -292,7 +288,7 @@ class Postgres:
             shutil.chown(sock, "postgres", "postgres")
         os.chmod(data, 0o700)
         env = child_env({"LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"})
-        init = subprocess.run(
+        init = run_command(
             self._as_owner(
                 [
                     str(bindir / "initdb"),
@@ -307,10 +303,7 @@ class Postgres:
                 ]
             ),
             env=env,
-            capture_output=True,
-            text=True,
             timeout=120,
-            check=False,
         )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self.log_path.write_text(init.stdout + init.stderr)
@@ -341,7 +334,7 @@ class Postgres:
         ).start()
 
         def psql(sql: str) -> subprocess.CompletedProcess[str]:
-            return subprocess.run(
+            return run_command(
                 self._as_owner(
                     [
                         str(bindir / "psql"),
@@ -358,10 +351,7 @@ class Postgres:
                     ]
                 ),
                 env=env,
-                capture_output=True,
-                text=True,
                 timeout=30,
-                check=False,
             )
 
         wait_for(

@@ -13,7 +13,6 @@ reaches its final state and the tenant shows the result.
 from __future__ import annotations
 
 import re
-import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from tests.e2e.harness import (
     worker,
 )
 from tests.e2e.helpers import need_postgres, record_timing
+from tests.helpers.commands import run_command
 
 pytestmark = pytest.mark.e2e
 
@@ -144,14 +144,8 @@ def test_api_refuses_calls_without_credentials(cluster: Cluster) -> None:
     # The CLI without PREFECT_API_AUTH_STRING is refused too.
     env = cluster.server.client_env()
     env.pop("PREFECT_API_AUTH_STRING")
-    r = subprocess.run(
-        [PREFECT, "--no-prompt", "work-pool", "inspect", POOL],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
+    r = run_command(
+        [PREFECT, "--no-prompt", "work-pool", "inspect", POOL], env=env, cwd=REPO, timeout=120
     )
     assert r.returncode != 0
     assert "401" in r.stdout + r.stderr

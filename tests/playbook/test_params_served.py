@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
 import sys
 import time
 from datetime import UTC, datetime
@@ -27,6 +26,7 @@ import pytest
 from devtools.localstack import REPO, wait_for
 from emulator import Emulator
 
+from ..helpers.commands import run_command
 from ..helpers.runs import artifact_markdown, effective
 
 GOOD = {
@@ -199,14 +199,11 @@ def test_prefect_deploy_then_the_choice(served: Any, api_url: str, tenant_block:
         with contextlib.suppress(ObjectAlreadyExists):
             client.create_work_pool(WorkPoolCreate(name="unblock-email", type="process"))
     env = {**os.environ, "PREFECT_API_URL": api_url, "UNBLOCK_EMAIL_HOME": str(REPO)}
-    done = subprocess.run(
+    done = run_command(
         [sys.executable, "-m", "flows.deploy", "--name", "check-tenant"],
         cwd=REPO,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=300,
-        check=False,
     )
     try:
         assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
