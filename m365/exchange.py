@@ -335,12 +335,7 @@ class ExchangeAdminClient:
     def get_mailbox_forwarding(self, identity: str) -> MailboxForwarding:
         """Forwarding fields of ``Get-Mailbox -Identity``. ``NotFoundError`` without a mailbox."""
         ident = validate_identity(identity)
-        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
-        if not items:
-            raise NotFoundError(
-                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
-            )
-        item = items[0]
+        item = self._mailbox(ident)
         try:
             return MailboxForwarding(
                 identity=_str(_first(item, "UserPrincipalName", "Identity", "PrimarySmtpAddress"))
@@ -353,6 +348,15 @@ class ExchangeAdminClient:
             raise ApiError(
                 "Get-Mailbox: unexpected mailbox object", status=200, code="InvalidResponse"
             ) from None
+
+    def _mailbox(self, ident: str) -> dict[str, Any]:
+        """``Get-Mailbox -Identity``: the mailbox object; ``NotFoundError`` without one."""
+        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
+        if not items:
+            raise NotFoundError(
+                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
+            )
+        return items[0]
 
     def clear_mailbox_forwarding(self, identity: str) -> Receipt:
         """``Set-Mailbox`` with both forwarding addresses null and no copy kept. Idempotent."""
@@ -439,13 +443,7 @@ class ExchangeAdminClient:
     def get_send_on_behalf(self, identity: str) -> tuple[str, ...]:
         """``GrantSendOnBehalfTo`` of ``Get-Mailbox -Identity``: who may send on behalf of the
         mailbox, as Exchange names them. ``NotFoundError`` without a mailbox. Read-only."""
-        ident = validate_identity(identity)
-        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
-        if not items:
-            raise NotFoundError(
-                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
-            )
-        return _strings(items[0].get("GrantSendOnBehalfTo"))
+        return _strings(self._mailbox(validate_identity(identity)).get("GrantSendOnBehalfTo"))
 
     def remove_mailbox_permission(
         self, identity: str, user: str, access_rights: tuple[str, ...] = ("FullAccess",)
@@ -457,10 +455,8 @@ class ExchangeAdminClient:
         """
         ident = validate_identity(identity)
         who = validate_identity(user, "user")
-        rights = [validate_identity(r, "access right") for r in access_rights]
-        response = self.invoke(
-            "Remove-MailboxPermission",
-            {"Identity": ident, "User": who, "AccessRights": rights, "Confirm": False},
+        response = self._remove_permission(
+            "Remove-MailboxPermission", ident, "User", who, access_rights
         )
         return self._receipt("remove_mailbox_permission", who, response)
 
@@ -471,12 +467,21 @@ class ExchangeAdminClient:
         Idempotent as above."""
         ident = validate_identity(identity)
         who = validate_identity(trustee, "trustee")
-        rights = [validate_identity(r, "access right") for r in access_rights]
-        response = self.invoke(
-            "Remove-RecipientPermission",
-            {"Identity": ident, "Trustee": who, "AccessRights": rights, "Confirm": False},
+        response = self._remove_permission(
+            "Remove-RecipientPermission", ident, "Trustee", who, access_rights
         )
         return self._receipt("remove_recipient_permission", who, response)
+
+    def _remove_permission(
+        self, cmdlet: str, ident: str, holder_key: str, holder: str, access_rights: tuple[str, ...]
+    ) -> ApiResponse:
+        """The two removals differ only in the cmdlet and the name of the holder parameter (as
+        in :meth:`_delegates`)."""
+        rights = [validate_identity(r, "access right") for r in access_rights]
+        return self.invoke(
+            cmdlet,
+            {"Identity": ident, holder_key: holder, "AccessRights": rights, "Confirm": False},
+        )
 
     def remove_send_on_behalf(self, identity: str, delegate: str) -> Receipt:
         """Take one delegate off ``GrantSendOnBehalfTo``, leaving the others: ``Set-Mailbox
