@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .auth import TokenProvider
 from .errors import ApiError, NotFoundError
 from .identifiers import path_segment, validate_address, validate_identity
-from .limits import MESSAGE_TRACE, LimitKey
+from .limits import MESSAGE_TRACE
 from .models import (
     InboxRule,
     MailboxForwarding,
@@ -36,7 +36,7 @@ from .models import (
     RestrictionReason,
 )
 from .reason import parse_reason
-from .transport import ApiResponse, Transport, ensure_next_link
+from .transport import ApiClient, ApiResponse, Transport, ensure_next_link
 
 SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
 PAGE_SIZE = 1000
@@ -197,7 +197,7 @@ def _parse_trace_row(item: Mapping[str, Any]) -> MessageTraceRow | None:
     )
 
 
-class ExchangeAdminClient:
+class ExchangeAdminClient(ApiClient):
     """The Exchange Online cmdlets of the playbook. Thread-safe (transport and tokens are)."""
 
     def __init__(
@@ -211,13 +211,9 @@ class ExchangeAdminClient:
         *,
         client_id: str | None = None,
     ) -> None:
-        self._transport = transport
-        self._tokens = tokens
-        self.base_url = base_url.rstrip("/")
-        self.resource = resource
-        self.tenant_id = tenant_id
+        # client_id: whose message-trace budget we spend (m365.limits)
+        super().__init__(transport, tokens, base_url, resource, tenant_id, client_id or "")
         self.tenant_domain = tenant_domain
-        self.client_id = client_id or ""  # whose message-trace budget we spend (m365.limits)
         self.endpoint = f"{self.base_url}/{path_segment(tenant_id)}/InvokeCommand"
 
     def __repr__(self) -> str:
@@ -254,7 +250,7 @@ class ExchangeAdminClient:
             json_body=body,
             headers=self._headers(cmdlet),
             resend_ambiguous=resend_ambiguous,
-            limit=LimitKey(self.tenant_id, self.client_id, bucket) if bucket else None,
+            limit=self._limit(bucket),
         )
 
     def invoke(
@@ -281,15 +277,6 @@ class ExchangeAdminClient:
             if isinstance(values, list):
                 yield from (_clean(v) for v in values if isinstance(v, dict))
             url = ensure_next_link(payload.get("@odata.nextLink"), self.base_url, cmdlet)
-
-    @staticmethod
-    def _receipt(operation: str, target: str, response: ApiResponse) -> Receipt:
-        return Receipt(
-            operation=operation,
-            target=target,
-            request_id=response.request_id,
-            status=response.status,
-        )
 
     # -- restricted users -----------------------------------------------------------------
 
