@@ -28,7 +28,15 @@ from .state import (
     utcnow,
 )
 from .tokens import GRAPH_RESOURCE, TokenRejected
-from .wire import ODATA_JSON, Call, Request, Response, graph_date, json_response
+from .wire import (
+    ODATA_JSON,
+    Call,
+    Request,
+    Response,
+    graph_date,
+    json_response,
+    parse_datetime,
+)
 
 if TYPE_CHECKING:
     from .core import Core
@@ -1105,19 +1113,6 @@ _SIGN_IN_CLAUSES = [
 ]
 
 
-def _parse_time(text: str) -> datetime | None:
-    value = text.replace("Z", "+00:00")
-    head, dot, tail = value.partition(".")
-    if dot:
-        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
-        value = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 Clause = tuple[str, str, Any]
 
 
@@ -1132,7 +1127,7 @@ def _log_filter(raw: str | None, patterns: list[tuple[re.Pattern[str], str]]) ->
             if not m:
                 continue
             if name == "time":
-                when = _parse_time(m.group(2))
+                when = parse_datetime(m.group(2))
                 if when is None:
                     return f"Invalid DateTimeOffset literal in '{part}'."
                 out.append((name, m.group(1).lower(), when))
