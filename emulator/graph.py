@@ -373,26 +373,15 @@ def route(core: Core, req: Request, call: Call) -> Handler:
     if sp:
         app_id = sp.group(1)
         call.endpoint = "graph.service_principal"
-        if n == 1 and m == "GET":
+        # The app itself, or its directory roles (.../memberOf/microsoft.graph.directoryRole).
+        roles = seg[1:] == ["memberOf", "microsoft.graph.directoryRole"]
+        if m == "GET" and (n == 1 or roles):
             return _guarded(
                 core,
                 req,
                 call,
                 READ_SP,
-                lambda p: _service_principal(req, call, p, app_id, roles=False),
-            )
-        if (
-            n == 3
-            and m == "GET"
-            and seg[1] == "memberOf"
-            and seg[2] == "microsoft.graph.directoryRole"
-        ):
-            return _guarded(
-                core,
-                req,
-                call,
-                READ_SP,
-                lambda p: _service_principal(req, call, p, app_id, roles=True),
+                lambda p: _service_principal(req, call, p, app_id, roles=roles),
             )
     call.endpoint = "graph.other"
     return lambda: _bad(call, f"Resource not found for the segment '{seg[0]}'.", "BadRequest")
