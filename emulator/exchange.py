@@ -15,7 +15,15 @@ from urllib.parse import quote, urlencode
 from .seed import ROLE_TEMPLATES
 from .state import PermissionRecord, TenantState, TraceRow, UserRecord, utcnow
 from .tokens import EXCHANGE_RESOURCE, TokenRejected
-from .wire import ODATA_JSON, Call, Request, Response, exo_datetime, json_response
+from .wire import (
+    ODATA_JSON,
+    Call,
+    Request,
+    Response,
+    exo_datetime,
+    json_response,
+    parse_datetime,
+)
 
 if TYPE_CHECKING:
     from .core import Core
@@ -896,21 +904,6 @@ def _remove_recipient_permission(ts: TenantState, args: dict[str, Any]) -> Warne
 # ---- message trace ------------------------------------------------------------------------
 
 
-def _trace_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    head, dot, tail = text.partition(".")
-    if dot:
-        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
-        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _trace_json(row: TraceRow) -> dict[str, Any]:
     return {
         "MessageTraceId@data.type": "System.Guid",
@@ -930,7 +923,7 @@ def _trace_json(row: TraceRow) -> dict[str, Any]:
 def _message_trace(ts: TenantState, args: dict[str, Any]) -> list[dict[str, Any]] | Response:
     """Get-MessageTraceV2 with its documented limits (the error texts are [UNCONFIRMED])."""
     now = utcnow()
-    start, end = _trace_time(args.get("StartDate")), _trace_time(args.get("EndDate"))
+    start, end = parse_datetime(args.get("StartDate")), parse_datetime(args.get("EndDate"))
     if ("StartDate" in args) != ("EndDate" in args) or (
         "StartDate" in args and (start is None or end is None)
     ):

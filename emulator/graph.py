@@ -28,7 +28,15 @@ from .state import (
     utcnow,
 )
 from .tokens import GRAPH_RESOURCE, TokenRejected
-from .wire import ODATA_JSON, Call, Request, Response, graph_date, json_response
+from .wire import (
+    ODATA_JSON,
+    Call,
+    Request,
+    Response,
+    graph_date,
+    json_response,
+    parse_datetime,
+)
 
 if TYPE_CHECKING:
     from .core import Core
@@ -365,26 +373,15 @@ def route(core: Core, req: Request, call: Call) -> Handler:
     if sp:
         app_id = sp.group(1)
         call.endpoint = "graph.service_principal"
-        if n == 1 and m == "GET":
+        # The app itself, or its directory roles (.../memberOf/microsoft.graph.directoryRole).
+        roles = seg[1:] == ["memberOf", "microsoft.graph.directoryRole"]
+        if m == "GET" and (n == 1 or roles):
             return _guarded(
                 core,
                 req,
                 call,
                 READ_SP,
-                lambda p: _service_principal(req, call, p, app_id, roles=False),
-            )
-        if (
-            n == 3
-            and m == "GET"
-            and seg[1] == "memberOf"
-            and seg[2] == "microsoft.graph.directoryRole"
-        ):
-            return _guarded(
-                core,
-                req,
-                call,
-                READ_SP,
-                lambda p: _service_principal(req, call, p, app_id, roles=True),
+                lambda p: _service_principal(req, call, p, app_id, roles=roles),
             )
     call.endpoint = "graph.other"
     return lambda: _bad(call, f"Resource not found for the segment '{seg[0]}'.", "BadRequest")
@@ -1105,19 +1102,6 @@ _SIGN_IN_CLAUSES = [
 ]
 
 
-def _parse_time(text: str) -> datetime | None:
-    value = text.replace("Z", "+00:00")
-    head, dot, tail = value.partition(".")
-    if dot:
-        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
-        value = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 Clause = tuple[str, str, Any]
 
 
@@ -1132,7 +1116,7 @@ def _log_filter(raw: str | None, patterns: list[tuple[re.Pattern[str], str]]) ->
             if not m:
                 continue
             if name == "time":
-                when = _parse_time(m.group(2))
+                when = parse_datetime(m.group(2))
                 if when is None:
                     return f"Invalid DateTimeOffset literal in '{part}'."
                 out.append((name, m.group(1).lower(), when))

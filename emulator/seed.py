@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -76,6 +77,8 @@ def relative_datetime(value: object) -> object:
 
 
 SeedDatetime = Annotated[datetime, BeforeValidator(relative_datetime)]
+# A directory role as a seed names it (display name or template id), kept as its template id.
+RoleId = Annotated[str, AfterValidator(role_template_id)]
 
 
 class _Seed(BaseModel):
@@ -197,7 +200,7 @@ class UserSeed(_Seed):
     enabled: bool = True
     synced: bool = False
     has_mailbox: bool = True
-    directory_roles: list[str] = Field(default_factory=list)
+    directory_roles: list[RoleId] = Field(default_factory=list)
     inbox_rules: list[InboxRuleSeed] = Field(default_factory=list)
     forwarding: ForwardingSeed | None = None
     last_password_change: SeedDatetime | None = None
@@ -208,11 +211,6 @@ class UserSeed(_Seed):
     sign_ins: list[SignInSeed] = Field(default_factory=list)
     oauth_grants: list[OAuthGrantSeed] = Field(default_factory=list)
     sent_mail: list[SentMailSeed] = Field(default_factory=list)
-
-    @field_validator("directory_roles")
-    @classmethod
-    def _roles(cls, value: list[str]) -> list[str]:
-        return [role_template_id(v) for v in value]
 
     @model_validator(mode="after")
     def _one_default(self) -> UserSeed:
@@ -241,16 +239,11 @@ class AppSeed(_Seed):
     certificate: bool = False
     display_name: str | None = None
     roles: list[str] = Field(default_factory=list)
-    wids: list[str] = Field(default_factory=list)
+    wids: list[RoleId] = Field(default_factory=list)
     token_lifetime_seconds: int = Field(default=3599, ge=1)
     # Cmdlets the app's Exchange role does not include (RBAC for Applications): Exchange answers
     # as if they did not exist (CommandNotFoundException).
     exchange_hidden_cmdlets: list[str] = Field(default_factory=list)
-
-    @field_validator("wids")
-    @classmethod
-    def _wids(cls, value: list[str]) -> list[str]:
-        return [role_template_id(v) for v in value]
 
     @model_validator(mode="after")
     def _credential(self) -> AppSeed:

@@ -783,23 +783,24 @@ class EmulatorState:
     ) -> bool:
         """True if ``candidate`` is the user's current password (only the hash is stored)."""
         with self.lock:
-            record = user if isinstance(user, UserRecord) else self._any_user(user, tenant)
-            return record.password_matches(candidate)
+            return self._record(user, tenant).password_matches(candidate)
 
     def tap_matches(
         self, user: UserRecord | str, candidate: str, tenant: str | None = None
     ) -> bool:
         with self.lock:
-            record = user if isinstance(user, UserRecord) else self._any_user(user, tenant)
-            return record.tap_matches(candidate)
+            return self._record(user, tenant).tap_matches(candidate)
 
-    def _any_user(self, identifier: str, tenant: str | None) -> UserRecord:
+    def _record(self, user: UserRecord | str, tenant: str | None) -> UserRecord:
+        """The record itself, or the user with this id or address in ``tenant`` (any tenant)."""
+        if isinstance(user, UserRecord):
+            return user
         tenants = [self.tenant(tenant)] if tenant else list(self.tenants.values())
         for ts in tenants:
-            found = ts.user_by_address(identifier)
+            found = ts.user_by_address(user)
             if found:
                 return found
-        raise KeyError(identifier)
+        raise KeyError(user)
 
     # ---- mutations for tests and the admin API ---------------------------------------------
 

@@ -93,3 +93,21 @@ def exo_datetime(value: datetime) -> str:
     """Exchange's round-trip format: 2022-09-21T08:07:47.0000000+00:00."""
     value = value.astimezone(UTC)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond * 10:07d}+00:00"
+
+
+def parse_datetime(value: object) -> datetime | None:
+    """A time a client sent (ISO 8601, ``Z`` or an offset, up to seven fractional digits as .NET
+    writes them); a time without a zone is UTC. None for anything else."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip().replace("Z", "+00:00")
+    head, dot, tail = text.partition(".")
+    if dot:
+        # only the leading digits: the zone ("+00:00") has digits too; Python takes six
+        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
+        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from .auth import TokenProvider
 from .errors import ApiError, NotFoundError
 from .identifiers import path_segment, validate_address, validate_identity
-from .limits import MESSAGE_TRACE, LimitKey
+from .limits import MESSAGE_TRACE
 from .models import (
     InboxRule,
     MailboxForwarding,
@@ -36,7 +36,7 @@ from .models import (
     RestrictionReason,
 )
 from .reason import parse_reason
-from .transport import ApiResponse, Transport, ensure_next_link
+from .transport import ApiClient, ApiResponse, Transport, ensure_next_link
 
 SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
 PAGE_SIZE = 1000
@@ -197,7 +197,7 @@ def _parse_trace_row(item: Mapping[str, Any]) -> MessageTraceRow | None:
     )
 
 
-class ExchangeAdminClient:
+class ExchangeAdminClient(ApiClient):
     """The Exchange Online cmdlets of the playbook. Thread-safe (transport and tokens are)."""
 
     def __init__(
@@ -211,13 +211,9 @@ class ExchangeAdminClient:
         *,
         client_id: str | None = None,
     ) -> None:
-        self._transport = transport
-        self._tokens = tokens
-        self.base_url = base_url.rstrip("/")
-        self.resource = resource
-        self.tenant_id = tenant_id
+        # client_id: whose message-trace budget we spend (m365.limits)
+        super().__init__(transport, tokens, base_url, resource, tenant_id, client_id or "")
         self.tenant_domain = tenant_domain
-        self.client_id = client_id or ""  # whose message-trace budget we spend (m365.limits)
         self.endpoint = f"{self.base_url}/{path_segment(tenant_id)}/InvokeCommand"
 
     def __repr__(self) -> str:
@@ -254,7 +250,7 @@ class ExchangeAdminClient:
             json_body=body,
             headers=self._headers(cmdlet),
             resend_ambiguous=resend_ambiguous,
-            limit=LimitKey(self.tenant_id, self.client_id, bucket) if bucket else None,
+            limit=self._limit(bucket),
         )
 
     def invoke(
@@ -281,15 +277,6 @@ class ExchangeAdminClient:
             if isinstance(values, list):
                 yield from (_clean(v) for v in values if isinstance(v, dict))
             url = ensure_next_link(payload.get("@odata.nextLink"), self.base_url, cmdlet)
-
-    @staticmethod
-    def _receipt(operation: str, target: str, response: ApiResponse) -> Receipt:
-        return Receipt(
-            operation=operation,
-            target=target,
-            request_id=response.request_id,
-            status=response.status,
-        )
 
     # -- restricted users -----------------------------------------------------------------
 
@@ -335,12 +322,7 @@ class ExchangeAdminClient:
     def get_mailbox_forwarding(self, identity: str) -> MailboxForwarding:
         """Forwarding fields of ``Get-Mailbox -Identity``. ``NotFoundError`` without a mailbox."""
         ident = validate_identity(identity)
-        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
-        if not items:
-            raise NotFoundError(
-                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
-            )
-        item = items[0]
+        item = self._mailbox(ident)
         try:
             return MailboxForwarding(
                 identity=_str(_first(item, "UserPrincipalName", "Identity", "PrimarySmtpAddress"))
@@ -353,6 +335,15 @@ class ExchangeAdminClient:
             raise ApiError(
                 "Get-Mailbox: unexpected mailbox object", status=200, code="InvalidResponse"
             ) from None
+
+    def _mailbox(self, ident: str) -> dict[str, Any]:
+        """``Get-Mailbox -Identity``: the mailbox object; ``NotFoundError`` without one."""
+        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
+        if not items:
+            raise NotFoundError(
+                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
+            )
+        return items[0]
 
     def clear_mailbox_forwarding(self, identity: str) -> Receipt:
         """``Set-Mailbox`` with both forwarding addresses null and no copy kept. Idempotent."""
@@ -439,13 +430,7 @@ class ExchangeAdminClient:
     def get_send_on_behalf(self, identity: str) -> tuple[str, ...]:
         """``GrantSendOnBehalfTo`` of ``Get-Mailbox -Identity``: who may send on behalf of the
         mailbox, as Exchange names them. ``NotFoundError`` without a mailbox. Read-only."""
-        ident = validate_identity(identity)
-        items = list(self._objects("Get-Mailbox", {"Identity": ident}))
-        if not items:
-            raise NotFoundError(
-                f"Get-Mailbox: no mailbox for {ident!r}", status=404, code="NotFound"
-            )
-        return _strings(items[0].get("GrantSendOnBehalfTo"))
+        return _strings(self._mailbox(validate_identity(identity)).get("GrantSendOnBehalfTo"))
 
     def remove_mailbox_permission(
         self, identity: str, user: str, access_rights: tuple[str, ...] = ("FullAccess",)
@@ -457,10 +442,8 @@ class ExchangeAdminClient:
         """
         ident = validate_identity(identity)
         who = validate_identity(user, "user")
-        rights = [validate_identity(r, "access right") for r in access_rights]
-        response = self.invoke(
-            "Remove-MailboxPermission",
-            {"Identity": ident, "User": who, "AccessRights": rights, "Confirm": False},
+        response = self._remove_permission(
+            "Remove-MailboxPermission", ident, "User", who, access_rights
         )
         return self._receipt("remove_mailbox_permission", who, response)
 
@@ -471,12 +454,21 @@ class ExchangeAdminClient:
         Idempotent as above."""
         ident = validate_identity(identity)
         who = validate_identity(trustee, "trustee")
-        rights = [validate_identity(r, "access right") for r in access_rights]
-        response = self.invoke(
-            "Remove-RecipientPermission",
-            {"Identity": ident, "Trustee": who, "AccessRights": rights, "Confirm": False},
+        response = self._remove_permission(
+            "Remove-RecipientPermission", ident, "Trustee", who, access_rights
         )
         return self._receipt("remove_recipient_permission", who, response)
+
+    def _remove_permission(
+        self, cmdlet: str, ident: str, holder_key: str, holder: str, access_rights: tuple[str, ...]
+    ) -> ApiResponse:
+        """The two removals differ only in the cmdlet and the name of the holder parameter (as
+        in :meth:`_delegates`)."""
+        rights = [validate_identity(r, "access right") for r in access_rights]
+        return self.invoke(
+            cmdlet,
+            {"Identity": ident, holder_key: holder, "AccessRights": rights, "Confirm": False},
+        )
 
     def remove_send_on_behalf(self, identity: str, delegate: str) -> Receipt:
         """Take one delegate off ``GrantSendOnBehalfTo``, leaving the others: ``Set-Mailbox

@@ -29,7 +29,7 @@ from .identifiers import (
     validate_opaque_id,
     validate_user_identifier,
 )
-from .limits import REPORTS, LimitKey
+from .limits import REPORTS
 from .models import (
     AuditTarget,
     AuthenticationMethod,
@@ -43,7 +43,7 @@ from .models import (
     TemporaryAccessPassMethod,
     User,
 )
-from .transport import ApiResponse, Transport, ensure_next_link
+from .transport import ApiClient, ApiResponse, Transport, ensure_next_link
 
 USER_SELECT = ",".join(
     (
@@ -252,7 +252,7 @@ def _parse_grant(data: Mapping[str, Any]) -> OAuth2Grant | None:
     )
 
 
-class GraphClient:
+class GraphClient(ApiClient):
     """The Graph calls of the playbook. Thread-safe (the transport and token provider are)."""
 
     def __init__(
@@ -265,14 +265,10 @@ class GraphClient:
         tenant_id: str | None = None,
         client_id: str | None = None,
     ) -> None:
-        self._transport = transport
-        self._tokens = tokens
-        self.base_url = base_url.rstrip("/")
-        self.resource = resource
-        # Whose budget the rate-limited calls spend (m365.limits); the base URL stands in for a
-        # tenant when the client was built without one.
-        self.tenant_id = tenant_id or self.base_url
-        self.client_id = client_id or ""
+        base = base_url.rstrip("/")
+        # The base URL stands in for a tenant (whose budget the rate-limited calls spend) when the
+        # client was built without one.
+        super().__init__(transport, tokens, base, resource, tenant_id or base, client_id or "")
 
     def __repr__(self) -> str:
         return f"GraphClient(base_url={self.base_url!r})"
@@ -300,7 +296,7 @@ class GraphClient:
             params=params,
             json_body=json_body,
             resend_ambiguous=resend_ambiguous,
-            limit=LimitKey(self.tenant_id, self.client_id, bucket) if bucket else None,
+            limit=self._limit(bucket),
         )
 
     def _pages(
@@ -322,15 +318,6 @@ class GraphClient:
             if next_link is None:
                 return
             response = self._call("GET", next_link, operation, bucket=bucket)
-
-    @staticmethod
-    def _receipt(operation: str, target: str, response: ApiResponse) -> Receipt:
-        return Receipt(
-            operation=operation,
-            target=target,
-            request_id=response.request_id,
-            status=response.status,
-        )
 
     # -- users ----------------------------------------------------------------------------
 

@@ -54,6 +54,7 @@ from .errors import (
     UnblockLimitError,
 )
 from .limits import SHARED, LimitKey, RequestLimiter
+from .models import Receipt
 from .retry import RetryPolicy, parse_retry_after
 
 log = logging.getLogger("m365.transport")
@@ -481,3 +482,37 @@ def ensure_next_link(next_link: object, base: str, operation: str) -> str | None
     if not same_origin(next_link, base):
         raise M365Error(f"{operation}: refusing to follow a nextLink to another host")
     return next_link
+
+
+class ApiClient:
+    """What the Graph and Exchange clients share: the transport and token provider, one API's base
+    URL and token resource, and whose request budget (tenant, app: ``m365.limits``) calls spend."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        tokens: TokenProvider,
+        base_url: str,
+        resource: str,
+        tenant_id: str,
+        client_id: str,
+    ) -> None:
+        self._transport = transport
+        self._tokens = tokens
+        self.base_url = base_url.rstrip("/")
+        self.resource = resource
+        self.tenant_id = tenant_id
+        self.client_id = client_id
+
+    def _limit(self, bucket: str | None) -> LimitKey | None:
+        """The budget a call in ``bucket`` spends; None for calls Microsoft does not limit."""
+        return LimitKey(self.tenant_id, self.client_id, bucket) if bucket else None
+
+    @staticmethod
+    def _receipt(operation: str, target: str, response: ApiResponse) -> Receipt:
+        return Receipt(
+            operation=operation,
+            target=target,
+            request_id=response.request_id,
+            status=response.status,
+        )
