@@ -106,6 +106,14 @@ class TenantDiff(_Frozen):
             out[e.verdict] += 1
         return out
 
+    def updated(self, changes: Mapping[str, Mapping[str, Any]]) -> TenantDiff:
+        """This diff with the current entries named in ``changes`` (by key) changed so; the
+        stages after ``classify`` (resolution, containment) record their outcome this way."""
+        current = tuple(
+            e.model_copy(update=changes[e.key]) if e.key in changes else e for e in self.current
+        )
+        return self.model_copy(update={"current": current})
+
 
 # ---- keys, names, ages --------------------------------------------------------------------
 
