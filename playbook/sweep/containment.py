@@ -14,15 +14,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..frozen import Frozen
 from ..params import TICKET_PATTERN, UnblockRequest
-from .params import Policy, SweepRequest, _Frozen
+from .params import Policy, SweepRequest
 from .state import EntryState, TenantDiff, _stamp, entry_key
 
 SWEEP_REQUESTER = "restricted-sweep"
 UNBLOCK_DEPLOYMENT = "unblock-user/unblock-user"
 
 
-class ContainmentOrder(_Frozen):
+class ContainmentOrder(Frozen):
     """One unblock-user run to start."""
 
     tenant: str
@@ -32,7 +33,7 @@ class ContainmentOrder(_Frozen):
     parameters: dict[str, Any]
 
 
-class ContainmentResult(_Frozen):
+class ContainmentResult(Frozen):
     """What came of one order: the run (new or already existing), or the error."""
 
     address: str

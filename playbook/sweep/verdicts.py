@@ -24,11 +24,12 @@ from typing import Any
 
 from m365.models import RestrictedSender, RestrictionReason
 
-from .params import Policy, _Frozen
+from ..frozen import Frozen
+from .params import Policy
 from .state import EntryState, Resolution, TenantDiff, TenantState, _utc, entry_key
 
 
-class TenantListing(_Frozen):
+class TenantListing(Frozen):
     """What ``list_restricted_entries`` returns for one tenant."""
 
     tenant: str
@@ -38,7 +39,7 @@ class TenantListing(_Frozen):
     listed_at: datetime
 
 
-class ResolvedEntry(_Frozen):
+class ResolvedEntry(Frozen):
     """The directory user behind one listed address (or why there is none)."""
 
     address: str
