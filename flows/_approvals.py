@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import httpx
@@ -23,6 +24,7 @@ from prefect.exceptions import PrefectException
 from prefect.input import RunInput
 from prefect.states import Running
 
+from orchestration.approvals.forms import UnblockApproval
 from orchestration.approvals.notify import (
     Delivery,
     NotificationContext,
@@ -32,16 +34,19 @@ from orchestration.approvals.notify import (
     render_notification,
     send,
 )
+from orchestration.approvals.privileged import PrivilegedResetApproval
 from orchestration.approvals.wait import WaitOutcome, wait_for_decision
 from orchestration.journal import Journal
+from orchestration.journal import Step as OpenStep
 from orchestration.logs import run_logger
 from playbook.evidence import escalation_schedule
 from playbook.params import UnblockRequest
-from playbook.report import RunReport, StepRecord
+from playbook.report import ApprovalRecord, RunReport, StepRecord
 from playbook.steps import Step
 from tasks.send_notification import send_notification
 
 F = TypeVar("F", bound=RunInput)
+A = TypeVar("A", UnblockApproval, PrivilegedResetApproval)
 
 
 def approval_poll_seconds() -> int:
@@ -154,6 +159,37 @@ def wait_for_people(
             )
         )
     return outcome
+
+
+def ask(
+    req: UnblockRequest,
+    journal: Journal,
+    step: OpenStep,
+    form: type[A],
+    requested_at: datetime,
+    *,
+    stage: str,
+    description: str,
+    risk_summary: str,
+) -> tuple[A | None, ApprovalRecord]:
+    """One approval of the run (``stage``): wait for the people (pause key
+    ``approve-<stage>-<n>``), note the answer on ``step``; the answer (None: nobody decided
+    in time) and the report's record of it."""
+    answer = wait_for_people(
+        req,
+        journal,
+        form,
+        description=description,
+        key=f"approve-{stage}-{runtime.flow_run.run_count}",
+        stage=stage,
+        risk_summary=risk_summary,
+    ).decision
+    step.note(
+        "no decision before the timeout"
+        if answer is None
+        else f"{'approved' if answer.approved else 'rejected'} by {answer.approver}"
+    )
+    return answer, ApprovalRecord.of(answer, requested_at)
 
 
 def leave_expired_pause() -> None:

@@ -34,9 +34,9 @@ from prefect.exceptions import PrefectException
 
 from flows._approvals import (
     approval_poll_seconds,
+    ask,
     notify_outcome,
     publish_evidence,
-    wait_for_people,
 )
 from flows._eviction import (
     REENABLE_HINT,
@@ -88,7 +88,7 @@ from playbook.rendering import (
     render_privileged_evidence,
     render_unblock_report,
 )
-from playbook.report import ApprovalRecord, RunReport, utcnow
+from playbook.report import RunReport, utcnow
 from playbook.steps import Step
 from tasks.clear_forwarding import clear_forwarding
 from tasks.confirm_unblock import confirm_unblock
@@ -329,36 +329,21 @@ def _privileged_gate(
         evidence_key=PRIVILEGED_EVIDENCE_KEY,
     )
     with journal.step(Step.REQUEST_PRIVILEGED_APPROVAL) as step:
-        waited = wait_for_people(
+        answer, report.privileged_approval = ask(
             req,
             journal,
+            step,
             PrivilegedResetApproval,
-            description=description,
-            key=f"approve-privileged-reset-{runtime.flow_run.run_count}",
+            requested_at,
             stage="privileged-reset",
+            description=description,
             risk_summary=f"Admin roles: {held}.",
         )
-        answer = waited.decision
-        step.note(
-            "no decision before the timeout"
-            if answer is None
-            else f"{'approved' if answer.approved else 'rejected'} by {answer.approver}"
-        )
     if answer is None:
-        report.privileged_approval = ApprovalRecord(
-            decision="expired", at=utcnow(), requested_at=requested_at
-        )
         return journal.finish(
             Outcome.APPROVAL_EXPIRED,
             detail="Nobody approved the password reset of the admin account; nothing was changed.",
         )
-    report.privileged_approval = ApprovalRecord(
-        decision="approved" if answer.approved else "rejected",
-        approver=answer.approver,
-        comment=answer.comment,
-        at=utcnow(),
-        requested_at=requested_at,
-    )
     verdict = privileged_guard(
         roles,
         override=True,
@@ -469,31 +454,16 @@ def _request_approval(
         plan=plan,
     )
     with journal.step(Step.REQUEST_APPROVAL) as step:
-        waited = wait_for_people(
+        decision, report.approval = ask(
             req,
             journal,
+            step,
             unblock_form(available_cleanups(evidence), plan.actions),
-            description=description,
-            key=f"approve-unblock-{runtime.flow_run.run_count}",
+            requested_at,
             stage="unblock",
+            description=description,
             risk_summary=evidence.summary,
         )
-        decision = waited.decision
-        if decision is None:
-            step.note("no decision before the timeout")
-            report.approval = ApprovalRecord(
-                decision="expired", at=utcnow(), requested_at=requested_at
-            )
-            return None
-        verdict = "approved" if decision.approved else "rejected"
-        step.note(f"{verdict} by {decision.approver}")
-    report.approval = ApprovalRecord(
-        decision=verdict,
-        approver=decision.approver,
-        comment=decision.comment,
-        at=utcnow(),
-        requested_at=requested_at,
-    )
     return decision
 
 

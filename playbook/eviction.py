@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from m365.errors import (
     ApiError,
@@ -47,6 +47,7 @@ from m365.models import (
 )
 
 from .addresses import domain_of, is_external
+from .frozen import Frozen
 
 DEFAULT_WINDOW_DAYS = 7
 MAX_WINDOW_DAYS = 30  # sign-in and audit logs keep 30 days at most (Entra ID P1/P2)
@@ -130,14 +131,10 @@ _EVENT_METHOD_KEYWORDS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _GUEST = re.compile(r"^(?P<local>.+)#EXT#@", re.IGNORECASE)
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 # -- window and checks -------------------------------------------------------------------------
 
 
-class SuspicionWindow(_Frozen):
+class SuspicionWindow(Frozen):
     """From ``days_before`` days before the restriction until now (when the evidence is read)."""
 
     start: datetime
@@ -176,7 +173,7 @@ class CheckStatus(StrEnum):
     NOT_CHECKED = "not checked"
 
 
-class Check(_Frozen):
+class Check(Frozen):
     """Whether one evidence item could be read, and if not, why, in words."""
 
     status: CheckStatus = CheckStatus.CHECKED
@@ -225,7 +222,7 @@ def not_checked(exc: M365Error, *, needs: str) -> Check:
 # -- sign-in methods -----------------------------------------------------------------------------
 
 
-class MethodFinding(_Frozen):
+class MethodFinding(Frozen):
     """One sign-in method as the approver sees it."""
 
     id: str
@@ -241,7 +238,7 @@ class MethodFinding(_Frozen):
     removable: bool = False
 
 
-class MethodsReview(_Frozen):
+class MethodsReview(Frozen):
     """The user's sign-in methods; ``dates`` says whether the audit log could be read."""
 
     user_id: str
@@ -366,7 +363,7 @@ def assess_methods(
 # -- sign-ins ------------------------------------------------------------------------------------
 
 
-class CountRow(_Frozen):
+class CountRow(Frozen):
     """How often one country, IP address or app appears among the window's sign-ins."""
 
     value: str
@@ -376,7 +373,7 @@ class CountRow(_Frozen):
     country: str | None = None  # for IP rows
 
 
-class SignInSummary(_Frozen):
+class SignInSummary(Frozen):
     """The window's interactive sign-ins (Graph v1.0 returns interactive ones only).
 
     "New" is precise: a country (or IP address) is new when it appears in a sign-in inside the
@@ -462,7 +459,7 @@ def summarise_sign_ins(
 # -- OAuth grants --------------------------------------------------------------------------------
 
 
-class GrantFinding(_Frozen):
+class GrantFinding(Frozen):
     id: str
     app: str
     client_id: str
@@ -475,7 +472,7 @@ class GrantFinding(_Frozen):
     why: str = ""
 
 
-class GrantsReview(_Frozen):
+class GrantsReview(Frozen):
     user_id: str
     check: Check = CHECKED
     consents: Check = CHECKED
@@ -554,7 +551,7 @@ DELEGATE_LABELS: dict[str, str] = {
 }
 
 
-class DelegateFinding(_Frozen):
+class DelegateFinding(Frozen):
     kind: DelegateKind
     delegate: str  # as Exchange names it; what the removal cmdlet is given
     address: str | None = None  # the e-mail address behind it, where it can be read
@@ -572,7 +569,7 @@ class DelegateFinding(_Frozen):
         return DELEGATE_LABELS[self.kind]
 
 
-class DelegatesReview(_Frozen):
+class DelegatesReview(Frozen):
     mailbox: str
     check: Check = CHECKED
     delegates: tuple[DelegateFinding, ...] = ()
@@ -641,18 +638,18 @@ def assess_delegates(
 # -- sent mail -----------------------------------------------------------------------------------
 
 
-class HourCount(_Frozen):
+class HourCount(Frozen):
     hour: datetime
     messages: int
     bar: str
 
 
-class SubjectCount(_Frozen):
+class SubjectCount(Frozen):
     subject: str
     messages: int
 
 
-class SentMailSummary(_Frozen):
+class SentMailSummary(Frozen):
     """What the account sent in the window (``Get-MessageTraceV2``, one row per recipient).
 
     ``messages`` counts distinct message trace ids; the external share is the share of distinct
@@ -745,7 +742,7 @@ def _bar(n: int, busiest: int) -> str:
 # -- the whole evidence ------------------------------------------------------------------------
 
 
-class EvictionEvidence(_Frozen):
+class EvictionEvidence(Frozen):
     """Every eviction evidence item of one account; each may be "not checked" on its own."""
 
     account: str
@@ -891,7 +888,7 @@ ACTION_TITLES: dict[ActionKind | Literal["block_sign_in"], str] = {
 }
 
 
-class ActionTarget(_Frozen):
+class ActionTarget(Frozen):
     """One thing an action acts on: a method, a grant, a delegate or the account."""
 
     id: str  # method id, grant id, delegate key (kind:name) or user id
@@ -902,7 +899,7 @@ class ActionTarget(_Frozen):
     access_rights: tuple[str, ...] = ()
 
 
-class PlannedAction(_Frozen):
+class PlannedAction(Frozen):
     kind: ActionKind
     title: str
     what: str
@@ -912,7 +909,7 @@ class PlannedAction(_Frozen):
     targets: tuple[ActionTarget, ...]
 
 
-class EvictionPlan(_Frozen):
+class EvictionPlan(Frozen):
     """The actions that apply (something to act on); none is chosen here."""
 
     account: str
@@ -1014,7 +1011,7 @@ def eviction_plan(ev: EvictionEvidence, *, sign_in_blocked: bool = False) -> Evi
 # -- outcomes from a re-read ---------------------------------------------------------------------
 
 
-class EvictionRecord(_Frozen):
+class EvictionRecord(Frozen):
     """What one eviction action did, decided from the tenant re-read before and after."""
 
     action: ActionKind | Literal["block_sign_in"]

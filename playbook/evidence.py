@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from m365.models import DirectoryRole, InboxRule, MailboxForwarding, RestrictedSender
 
@@ -31,6 +31,7 @@ from .addresses import domain_of as domain_of
 from .addresses import is_external
 from .addresses import tenant_domains as tenant_domains
 from .eviction import EvictionEvidence, eviction_key_lines, not_checked_line
+from .frozen import Frozen
 from .params import PROFILE_PATTERN
 
 # Folders an attacker moves mail to so the owner does not see replies or bounces
@@ -57,10 +58,6 @@ _INVISIBLE_NAME = re.compile(r"^[\s.,;:'\"`_\-]*$")
 RiskLevel = Literal["none", "low", "high"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
 class Indicator(StrEnum):
     """Why a rule or a forwarding setting is suspicious. The value is shown to the approver."""
 
@@ -85,7 +82,7 @@ _ACTIONABLE = frozenset(
 )
 
 
-class RuleFinding(_Frozen):
+class RuleFinding(Frozen):
     """One inbox rule as the approver sees it."""
 
     identity: str
@@ -107,7 +104,7 @@ class RuleFinding(_Frozen):
         return self.suspicious and self.enabled
 
 
-class ForwardingFinding(_Frozen):
+class ForwardingFinding(Frozen):
     """Mailbox-level forwarding (``Get-Mailbox``)."""
 
     identity: str
@@ -126,7 +123,7 @@ class ForwardingFinding(_Frozen):
         return self.forwarding_address or self.forwarding_smtp_address
 
 
-class PasswordCheck(_Frozen):
+class PasswordCheck(Frozen):
     """Whether the password change is newer than the restriction."""
 
     ok: bool
@@ -135,7 +132,7 @@ class PasswordCheck(_Frozen):
     reason: str
 
 
-class CapWarning(_Frozen):
+class CapWarning(Frozen):
     """How often this playbook has unblocked the account, against the assumed cap."""
 
     previous_unblocks: int
@@ -144,21 +141,21 @@ class CapWarning(_Frozen):
     message: str = ""
 
 
-class RulesReview(_Frozen):
+class RulesReview(Frozen):
     """Result of reviewing a mailbox's inbox rules."""
 
     mailbox: str
     rules: tuple[RuleFinding, ...] = ()
 
 
-class RolesReview(_Frozen):
+class RolesReview(Frozen):
     """Admin (directory) roles the account holds."""
 
     user_id: str
     roles: tuple[str, ...] = ()
 
 
-class RemediationRecord(_Frozen):
+class RemediationRecord(Frozen):
     """One optional clean-up as applied: what changed, what was already in the wanted state."""
 
     action: Literal["disable_suspicious_rules", "clear_forwarding"]
@@ -179,7 +176,7 @@ class RemediationRecord(_Frozen):
         return "; ".join(parts) or "nothing to disable"
 
 
-class Evidence(_Frozen):
+class Evidence(Frozen):
     """Everything the approver should see before deciding."""
 
     account: str
@@ -348,7 +345,7 @@ class CleanUp(StrEnum):
     CLEAR_FORWARDING = "clear_forwarding"
 
 
-class Finding(_Frozen):
+class Finding(Frozen):
     """One short line of the approval's key findings; ``alert`` lines are shown in bold."""
 
     text: str
@@ -659,7 +656,7 @@ def cap_warning(previous_unblocks: int, assumed_cap: int = DEFAULT_ASSUMED_CAP) 
 # -- escalation -------------------------------------------------------------------------------
 
 
-class EscalationSchedule(_Frozen):
+class EscalationSchedule(Frozen):
     """One pause, held open until ``expire_after``; escalation once at ``escalate_after``.
 
     The pause's own timeout is ``expire_after + grace``: the flow ends the wait itself at

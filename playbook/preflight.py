@@ -32,8 +32,9 @@ import json
 from enum import StrEnum
 from typing import Any, TypedDict, Unpack
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
+from .frozen import Frozen
 from .rendering import render
 
 
@@ -50,11 +51,7 @@ class StepStatus(StrEnum):
     UNKNOWN = "unknown"  # no token for this API, so the grant cannot be read
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Role(_Frozen):
+class Role(Frozen):
     """An Entra directory role, by its tenant-independent template id."""
 
     template_id: str
@@ -137,7 +134,7 @@ _ENABLE_DISABLE = ("User.EnableDisableAccount.All", "User.ReadWrite.All", "Direc
 _PRIVILEGED_TARGET_ROLES = (PRIVILEGED_AUTHENTICATION_ADMINISTRATOR, GLOBAL_ADMINISTRATOR)
 
 
-class Requirement(_Frozen):
+class Requirement(Frozen):
     """What one playbook step needs from the tenant."""
 
     flow: str
@@ -350,7 +347,7 @@ REQUIREMENTS: tuple[Requirement, ...] = (
 )
 
 
-class TokenClaims(_Frozen):
+class TokenClaims(Frozen):
     """The parts of an access token the preflight reads. Never holds the token itself."""
 
     audience: str = ""
@@ -401,7 +398,7 @@ def read_claims(access_token: str) -> TokenClaims:
         raise TokenProblem("the access token claims are malformed") from None
 
 
-class ApiAccess(_Frozen):
+class ApiAccess(Frozen):
     """What one API's token says, or why there is no token."""
 
     api: Api
@@ -412,7 +409,7 @@ class ApiAccess(_Frozen):
     problem: str | None = Field(default=None, description="why no token (safe text)")
 
 
-class GrantedAccess(_Frozen):
+class GrantedAccess(Frozen):
     """Facts gathered by check-tenant."""
 
     graph: ApiAccess
@@ -432,7 +429,7 @@ class GrantedAccess(_Frozen):
         return frozenset(ids)
 
 
-class CredentialCheck(_Frozen):
+class CredentialCheck(Frozen):
     """Where the profile keeps the app credential, and whether runs can seal a hand-over."""
 
     source: str = Field(description="the profile's credential_source")
@@ -468,7 +465,7 @@ def credential_check(
     )
 
 
-class StepCheck(_Frozen):
+class StepCheck(Frozen):
     flow: str
     step: str
     api: Api
@@ -486,7 +483,7 @@ class StepCheck(_Frozen):
     explanation: str
 
 
-class PreflightReport(_Frozen):
+class PreflightReport(Frozen):
     """The answer of check-tenant: which step would fail, and what to grant."""
 
     tenant: str

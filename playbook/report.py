@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import BaseModel, Field
 
@@ -30,12 +30,36 @@ class StepRecord(BaseModel):
     request_ids: list[str] = Field(default_factory=list)
 
 
+class Answer(Protocol):
+    """What every approval form says (``orchestration.approvals``)."""
+
+    @property
+    def approved(self) -> bool: ...
+    @property
+    def approver(self) -> str: ...
+    @property
+    def comment(self) -> str: ...
+
+
 class ApprovalRecord(BaseModel):
     decision: Literal["approved", "rejected", "expired"]
     approver: str | None = None
     comment: str = ""
     at: datetime
     requested_at: datetime
+
+    @classmethod
+    def of(cls, answer: Answer | None, requested_at: datetime) -> ApprovalRecord:
+        """The record of an answer; None is nobody deciding in time."""
+        if answer is None:
+            return cls(decision="expired", at=utcnow(), requested_at=requested_at)
+        return cls(
+            decision="approved" if answer.approved else "rejected",
+            approver=answer.approver,
+            comment=answer.comment,
+            at=utcnow(),
+            requested_at=requested_at,
+        )
 
 
 class RunReport(BaseModel):

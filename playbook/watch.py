@@ -29,11 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from m365.identifiers import is_address
 from m365.models import RestrictedSender
 
+from .frozen import Frozen
 from .params import TenantName, UnblockRequest
 from .sweep.containment import ContainmentOrder, idempotency_key, sweep_ticket
 from .sweep.params import Policy, SweepRequest
@@ -55,11 +56,7 @@ Seen = dict[str, datetime | None]
 WatchContainment = Literal["report", "started", "existing", "skipped", "failed"]
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class WatchRequest(_Frozen):
+class WatchRequest(Frozen):
     """Watch the Restricted users list of some or all tenant profiles, until stopped."""
 
     tenants: Literal["all"] | list[TenantName] = Field(
@@ -114,7 +111,7 @@ class WatchRequest(_Frozen):
         return self
 
 
-class ProfileInfo(_Frozen):
+class ProfileInfo(Frozen):
     """The non-secret part of a tenant profile block, as listed (no secret is read)."""
 
     name: str
@@ -257,7 +254,7 @@ def containment_order(
     )
 
 
-class EntryOutcome(_Frozen):
+class EntryOutcome(Frozen):
     """What the watcher did about one new entry."""
 
     address: str
@@ -457,7 +454,7 @@ class FailureLog:
         return sorted(self._since)
 
 
-class WatchCounters(_Frozen):
+class WatchCounters(Frozen):
     """Counts for the periodic summary line and the flow's result (no addresses)."""
 
     checks: int = 0
@@ -474,7 +471,7 @@ class WatchCounters(_Frozen):
         return WatchCounters(**data)
 
 
-class WatchSummary(_Frozen):
+class WatchSummary(Frozen):
     """What the watcher returns when it stops."""
 
     tenants: int

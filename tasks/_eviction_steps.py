@@ -6,9 +6,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Literal
 
-from m365.errors import M365Error, TransientError
+from m365.errors import M365Error, NotFoundError, PermissionDeniedError, TransientError
 from m365.graph import GraphClient
-from m365.models import DirectoryAudit
+from m365.models import DirectoryAudit, Receipt
 from playbook.eviction import (
     CHECKED,
     DEFINITE_ERRORS,
@@ -62,6 +62,26 @@ def set_sign_in(
         after=after,
         request_ids=request_ids,
     )
+
+
+def delete_each(
+    todo: Iterable[str], delete: Callable[[str], Receipt], *, refused: str
+) -> tuple[dict[str, str], list[str]]:
+    """Delete each target: the reasons of those Microsoft refused (``refused``), and the request
+    ids. One gone meanwhile is no failure: the re-read after the deletes counts it as gone."""
+    reasons: dict[str, str] = {}
+    request_ids: list[str] = []
+    for target in todo:
+        try:
+            receipt = delete(target)
+        except NotFoundError:
+            continue
+        except PermissionDeniedError:
+            reasons[target] = refused
+            continue
+        if receipt.request_id:
+            request_ids.append(receipt.request_id)
+    return reasons, request_ids
 
 
 def removal_record(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from m365.errors import NotFoundError, PermissionDeniedError
 from m365.exchange import ExchangeAdminClient
 from m365.models import Receipt
 from orchestration.clients import clients_for
@@ -15,6 +14,7 @@ from playbook.eviction import (
     split_pending,
 )
 
+from ._eviction_steps import delete_each
 from ._policy import step
 
 
@@ -45,27 +45,20 @@ def remove_mailbox_delegates(
     present = _present(exchange, mailbox)
     by_key = {t.id.lower(): t for t in targets if t.delegate_kind and t.delegate}
     todo, already = split_pending(list(by_key), present)
-    reasons: dict[str, str] = {}
-    request_ids: list[str] = []
-    for key in todo:
+
+    def remove(key: str) -> Receipt:
         target = by_key[key]
         assert target.delegate is not None
-        receipt: Receipt
-        try:
-            if target.delegate_kind == "FullAccess":
-                rights = present[key] or ("FullAccess",)
-                receipt = exchange.remove_mailbox_permission(mailbox, target.delegate, rights)
-            elif target.delegate_kind == "SendAs":
-                receipt = exchange.remove_recipient_permission(mailbox, target.delegate)
-            else:
-                receipt = exchange.remove_send_on_behalf(mailbox, target.delegate)
-        except NotFoundError:
-            continue
-        except PermissionDeniedError:
-            reasons[key] = "refused: the app lacks the Exchange Administrator role"
-            continue
-        if receipt.request_id:
-            request_ids.append(receipt.request_id)
+        if target.delegate_kind == "FullAccess":
+            rights = present[key] or ("FullAccess",)
+            return exchange.remove_mailbox_permission(mailbox, target.delegate, rights)
+        if target.delegate_kind == "SendAs":
+            return exchange.remove_recipient_permission(mailbox, target.delegate)
+        return exchange.remove_send_on_behalf(mailbox, target.delegate)
+
+    reasons, request_ids = delete_each(
+        todo, remove, refused="refused: the app lacks the Exchange Administrator role"
+    )
     changed, failed = confirm_gone(todo, _present(exchange, mailbox), reasons)
     record = EvictionRecord(
         action=ActionKind.REMOVE_MAILBOX_DELEGATES,

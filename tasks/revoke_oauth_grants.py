@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from m365.errors import NotFoundError, PermissionDeniedError
 from orchestration.clients import clients_for
 from orchestration.logs import run_logger
 from playbook.eviction import (
@@ -12,7 +11,7 @@ from playbook.eviction import (
     split_pending,
 )
 
-from ._eviction_steps import removal_record
+from ._eviction_steps import delete_each, removal_record
 from ._policy import step
 
 
@@ -26,18 +25,11 @@ def revoke_oauth_grants(
     graph = clients_for(tenant).graph
     present = [g.id for g in graph.list_oauth2_grants(user_id)]
     todo, already = split_pending([t.id for t in targets], present)
-    reasons: dict[str, str] = {}
-    request_ids: list[str] = []
-    for grant_id in todo:
-        try:
-            receipt = graph.delete_oauth2_grant(grant_id)
-        except NotFoundError:
-            continue
-        except PermissionDeniedError:
-            reasons[grant_id] = "refused: the app lacks DelegatedPermissionGrant.ReadWrite.All"
-            continue
-        if receipt.request_id:
-            request_ids.append(receipt.request_id)
+    reasons, request_ids = delete_each(
+        todo,
+        graph.delete_oauth2_grant,
+        refused="refused: the app lacks DelegatedPermissionGrant.ReadWrite.All",
+    )
     after = [g.id for g in graph.list_oauth2_grants(user_id)]
     record = removal_record(
         ActionKind.REVOKE_OAUTH_GRANTS, user_id, todo, already, after, reasons, request_ids

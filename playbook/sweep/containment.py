@@ -14,15 +14,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from ..frozen import Frozen
 from ..params import TICKET_PATTERN, UnblockRequest
-from .params import Policy, SweepRequest, _Frozen
+from .params import Policy, SweepRequest
 from .state import EntryState, TenantDiff, _stamp, entry_key
 
 SWEEP_REQUESTER = "restricted-sweep"
 UNBLOCK_DEPLOYMENT = "unblock-user/unblock-user"
 
 
-class ContainmentOrder(_Frozen):
+class ContainmentOrder(Frozen):
     """One unblock-user run to start."""
 
     tenant: str
@@ -32,7 +33,7 @@ class ContainmentOrder(_Frozen):
     parameters: dict[str, Any]
 
 
-class ContainmentResult(_Frozen):
+class ContainmentResult(Frozen):
     """What came of one order: the run (new or already existing), or the error."""
 
     address: str
@@ -79,16 +80,11 @@ def plan_containment(
     entries left ``pending`` by an earlier sweep. An entry with a run never gets a second one.
     """
     if policy == "report":
-        current = tuple(
-            e.model_copy(update={"containment": "none", "note": None})
-            if e.containment == "pending"
-            else e
-            for e in diff.current
-        )
-        return diff.model_copy(update={"current": current}), []
+        idle = {"containment": "none", "note": None}
+        return diff.updated({e.key: idle for e in diff.current if e.containment == "pending"}), []
 
     candidates: list[EntryState] = []
-    updated: dict[str, EntryState] = {}
+    changes: dict[str, dict[str, Any]] = {}
     for entry in diff.current:
         eligible = (
             entry.verdict == "new"
@@ -98,25 +94,22 @@ def plan_containment(
         if not eligible or entry.run_id is not None:
             continue
         if entry.resolution == "no-user":
-            updated[entry.key] = entry.model_copy(
-                update={"containment": "skipped", "note": "no directory user (external sender)"}
-            )
+            changes[entry.key] = {
+                "containment": "skipped",
+                "note": "no directory user (external sender)",
+            }
         elif entry.resolution != "user" or not entry.user_upn:
-            updated[entry.key] = entry.model_copy(
-                update={"containment": "pending", "note": "user not resolved yet"}
-            )
+            changes[entry.key] = {"containment": "pending", "note": "user not resolved yet"}
         else:
             candidates.append(entry)
 
     orders: list[ContainmentOrder] = []
     for entry in candidates:  # oldest first: diff.current is ordered by creation time
         if len(orders) >= request.max_new_runs_per_tenant:
-            updated[entry.key] = entry.model_copy(
-                update={
-                    "containment": "pending",
-                    "note": f"waits: at most {request.max_new_runs_per_tenant} runs per sweep",
-                }
-            )
+            changes[entry.key] = {
+                "containment": "pending",
+                "note": f"waits: at most {request.max_new_runs_per_tenant} runs per sweep",
+            }
             continue
         key = idempotency_key(diff.tenant, entry.address, entry.created, entry.first_seen)
         try:
@@ -129,9 +122,10 @@ def plan_containment(
         except ValidationError as exc:
             first = exc.errors()[0]
             loc = ".".join(str(p) for p in first["loc"])
-            updated[entry.key] = entry.model_copy(
-                update={"containment": "skipped", "note": f"refused as a run parameter: {loc}"}
-            )
+            changes[entry.key] = {
+                "containment": "skipped",
+                "note": f"refused as a run parameter: {loc}",
+            }
             continue
         orders.append(
             ContainmentOrder(
@@ -142,26 +136,17 @@ def plan_containment(
                 parameters={"request": params.model_dump(mode="json")},
             )
         )
-        updated[entry.key] = entry.model_copy(update={"containment": "pending", "note": None})
-    current = tuple(updated.get(e.key, e) for e in diff.current)
-    return diff.model_copy(update={"current": current}), orders
+        changes[entry.key] = {"containment": "pending", "note": None}
+    return diff.updated(changes), orders
 
 
 def apply_containment(diff: TenantDiff, results: Iterable[ContainmentResult]) -> TenantDiff:
     """Record the runs started (or found) for the diff's entries; failures stay pending."""
-    by_key = {entry_key(r.address): r for r in results}
-    current = []
-    for entry in diff.current:
-        r = by_key.get(entry.key)
-        if r is not None:
-            if r.run_id is not None:
-                note = "run already existed" if r.preexisting else None
-                entry = entry.model_copy(
-                    update={"containment": "started", "run_id": r.run_id, "note": note}
-                )
-            else:
-                entry = entry.model_copy(
-                    update={"containment": "pending", "note": f"start failed: {r.error}"}
-                )
-        current.append(entry)
-    return diff.model_copy(update={"current": tuple(current)})
+    return diff.updated({entry_key(r.address): _outcome(r) for r in results})
+
+
+def _outcome(result: ContainmentResult) -> dict[str, Any]:
+    if result.run_id is not None:
+        note = "run already existed" if result.preexisting else None
+        return {"containment": "started", "run_id": result.run_id, "note": note}
+    return {"containment": "pending", "note": f"start failed: {result.error}"}

@@ -8,16 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from pydantic.config import JsonDict
 
+from ..frozen import Frozen
 from ..params import NO_NEWLINE, PROFILE_PATTERN, TenantName
 
 Policy = Literal["report", "contain"]
-
-
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _strict_tenant_keys(schema: JsonDict) -> None:
@@ -29,7 +26,7 @@ def _strict_tenant_keys(schema: JsonDict) -> None:
     schema["additionalProperties"] = False
 
 
-class SweepRequest(_Frozen):
+class SweepRequest(Frozen):
     """Sweep the Restricted users list of some or all tenant profiles."""
 
     tenants: Literal["all"] | list[TenantName] = Field(

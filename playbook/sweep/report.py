@@ -11,9 +11,10 @@ from markupsafe import Markup
 
 from m365.errors import AuthError, M365Error, ThrottledError
 
+from ..frozen import Frozen
 from ..rendering import ENV, md_link
 from .containment import ContainmentOrder, ContainmentResult
-from .params import Policy, _Frozen
+from .params import Policy
 from .state import EntryState, TenantDiff, Verdict, _stamp, entry_age, format_age
 
 SUMMARY_ARTIFACT_KEY = "restricted-sweep-summary"
@@ -22,7 +23,7 @@ SUMMARY_ROWS_PER_SECTION = 50
 SUMMARY_SECTIONS: tuple[Verdict, ...] = ("new", "first-seen", "restricted", "cleared")
 
 
-class PlaybookRun(_Frozen):
+class PlaybookRun(Frozen):
     """An unblock-user flow run as the summary shows it."""
 
     id: str
@@ -44,7 +45,7 @@ class PlaybookRun(_Frozen):
         return self.state_type == "PAUSED"
 
 
-class TenantReport(_Frozen):
+class TenantReport(Frozen):
     """One tenant's section of the summary."""
 
     tenant: str
@@ -64,7 +65,7 @@ class TenantReport(_Frozen):
         return self.failure is None and self.diff is not None
 
 
-class SweepReport(_Frozen):
+class SweepReport(Frozen):
     """The whole sweep: what the summary artifact renders and what the flow returns."""
 
     swept_at: datetime

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .params import _Frozen
+from ..frozen import Frozen
 
 Verdict = Literal["first-seen", "new", "restricted", "cleared"]
 Resolution = Literal["pending", "user", "no-user", "error"]
@@ -48,7 +48,7 @@ class EntryState(BaseModel):
         return entry_key(self.address)
 
 
-class TenantState(_Frozen):
+class TenantState(Frozen):
     """What the last successful sweep of a tenant saw."""
 
     tenant: str
@@ -56,7 +56,7 @@ class TenantState(_Frozen):
     entries: dict[str, EntryState]
 
 
-class StatePointer(_Frozen):
+class StatePointer(Frozen):
     """The value of a tenant's Variable: where its last successful state lives.
 
     The state itself (one row per entry) is the tenant's table artifact; a Variable holds at
@@ -71,7 +71,7 @@ class StatePointer(_Frozen):
     flow_run_id: str | None = None
 
 
-class LoadedState(_Frozen):
+class LoadedState(Frozen):
     """A tenant's stored state as loaded before the sweep.
 
     ``state`` is None on the first sweep, or when the stored state is gone (``problem`` says
@@ -83,7 +83,7 @@ class LoadedState(_Frozen):
     problem: str | None = None
 
 
-class TenantDiff(_Frozen):
+class TenantDiff(Frozen):
     """One tenant's sweep: current entries with their verdicts, and entries cleared since."""
 
     tenant: str
@@ -105,6 +105,14 @@ class TenantDiff(_Frozen):
         for e in (*self.current, *self.cleared):
             out[e.verdict] += 1
         return out
+
+    def updated(self, changes: Mapping[str, Mapping[str, Any]]) -> TenantDiff:
+        """This diff with the current entries named in ``changes`` (by key) changed so; the
+        stages after ``classify`` (resolution, containment) record their outcome this way."""
+        current = tuple(
+            e.model_copy(update=changes[e.key]) if e.key in changes else e for e in self.current
+        )
+        return self.model_copy(update={"current": current})
 
 
 # ---- keys, names, ages --------------------------------------------------------------------

@@ -24,11 +24,12 @@ from typing import Any
 
 from m365.models import RestrictedSender, RestrictionReason
 
-from .params import Policy, _Frozen
+from ..frozen import Frozen
+from .params import Policy
 from .state import EntryState, Resolution, TenantDiff, TenantState, _utc, entry_key
 
 
-class TenantListing(_Frozen):
+class TenantListing(Frozen):
     """What ``list_restricted_entries`` returns for one tenant."""
 
     tenant: str
@@ -38,7 +39,7 @@ class TenantListing(_Frozen):
     listed_at: datetime
 
 
-class ResolvedEntry(_Frozen):
+class ResolvedEntry(Frozen):
     """The directory user behind one listed address (or why there is none)."""
 
     address: str
@@ -179,18 +180,14 @@ def addresses_to_resolve(diff: TenantDiff) -> list[str]:
 
 def apply_resolutions(diff: TenantDiff, resolved: Iterable[ResolvedEntry]) -> TenantDiff:
     """Fill in the directory users found for the diff's entries."""
-    by_key = {entry_key(r.address): r for r in resolved}
-    current = []
-    for entry in diff.current:
-        r = by_key.get(entry.key)
-        if r is not None:
-            entry = entry.model_copy(
-                update={
-                    "resolution": r.resolution,
-                    "user_id": r.user_id,
-                    "user_upn": r.user_upn,
-                    "resolution_error": r.error,
-                }
-            )
-        current.append(entry)
-    return diff.model_copy(update={"current": tuple(current)})
+    return diff.updated(
+        {
+            entry_key(r.address): {
+                "resolution": r.resolution,
+                "user_id": r.user_id,
+                "user_upn": r.user_upn,
+                "resolution_error": r.error,
+            }
+            for r in resolved
+        }
+    )
