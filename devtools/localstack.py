@@ -75,9 +75,10 @@ def scrubbed_environ() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "M365_"))}
 
 
-@dataclass(frozen=True)
+@dataclass
 class LocalPrefect:
-    """A Prefect server on 127.0.0.1:``port`` with its state (SQLite, settings) in ``home``."""
+    """A Prefect server on 127.0.0.1:``port`` with its state (SQLite, settings) in ``home``.
+    Not frozen: the end-to-end harness's restartable server is one too."""
 
     home: Path
     port: int
