@@ -49,12 +49,14 @@ class Series:
         return [s.containment for s in self.samples]
 
 
-def _containment_calls(
-    emu: Emulator, since: float
+def containment_calls(
+    emu: Emulator, since: float, tenant: str | None = None
 ) -> tuple[RecordedRequest, RecordedRequest] | None:
+    """The first successful reset and revocation from ``since`` on (in ``tenant`` only, when
+    given); None until both have arrived."""
     reset = revoke = None
     for r in emu.requests:
-        if r.monotonic < since or r.status >= 300:
+        if r.monotonic < since or r.status >= 300 or (tenant and r.tenant != tenant):
             continue
         if r.endpoint == RESET and reset is None:
             reset = r
@@ -73,7 +75,7 @@ def _wait_containment(
 ) -> tuple[RecordedRequest, RecordedRequest]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = _containment_calls(emu, since)
+        found = containment_calls(emu, since)
         if found:
             return found
         time.sleep(0.02)
@@ -187,7 +189,7 @@ def _one_run(emu: Emulator, client: Any, deployment: UUID, i: int, serve: Any) -
         deployment, parameters=_parameters(i), name=f"bench-containment-{i}-{int(wall0)}"
     )
     deadline = time.monotonic() + 180
-    while (found := _containment_calls(emu, t0)) is None:
+    while (found := containment_calls(emu, t0)) is None:
         state = client.read_flow_run(run.id).state
         if state is not None and state.is_final():
             raise BenchError(f"run {i} ended {state.name} before containment: {state.message}")
@@ -231,7 +233,7 @@ def bare_cold_series(
             timeout=120,
             tag="bare-containment",
         )
-        found = _containment_calls(emu, child.started)
+        found = containment_calls(emu, child.started)
         if found is None:
             raise BenchError("the bare script made no reset + revoke")
         reset, revoke = found
@@ -264,7 +266,7 @@ def bare_warm_series(emu: Emulator, runs: int) -> Series:
         user = clients.graph.get_user(CONTAINMENT_ACCOUNT)
         clients.graph.reset_password(user.id, generate_password(), force_change=True)
         clients.graph.revoke_sessions(user.id)
-        found = _containment_calls(emu, t0)
+        found = containment_calls(emu, t0)
         if found is None:
             raise BenchError("the warm script made no reset + revoke")
         reset, revoke = found

@@ -28,14 +28,11 @@ from typing import Any
 from emulator import Emulator
 from emulator.recording import RecordedRequest
 
+from .containment import containment_calls
 from .infra import BenchError, PrefectEnv, Processes, log
 from .tenants import WatchTenants
 
-RESET, REVOKE, LISTING = (
-    "graph.update_user",
-    "graph.revoke_sessions",
-    "exo.Get-BlockedSenderAddress",
-)
+LISTING = "exo.Get-BlockedSenderAddress"
 SPAM = "OutboundSpamLast24Hours=50;OutboundMailLast24Hours=60;OutboundSpamPercent=83.3"
 SWEEP_PERIOD = 900.0
 
@@ -122,26 +119,12 @@ def wait_rounds(
     raise BenchError(f"the watcher did not list {len(wanted)} tenant(s) {rounds}x within 300 s")
 
 
-def _contained(
-    emu: Emulator, tenant: str, since: float
-) -> tuple[RecordedRequest, RecordedRequest] | None:
-    reset = revoke = None
-    for r in emu.requests:
-        if r.monotonic < since or r.tenant != tenant or r.status >= 300:
-            continue
-        if r.endpoint == RESET and reset is None:
-            reset = r
-        elif r.endpoint == REVOKE and revoke is None:
-            revoke = r
-    return (reset, revoke) if reset and revoke else None
-
-
 def _wait_contained(
     emu: Emulator, tenant: str, since: float, timeout: float, proc: subprocess.Popen[bytes] | None
 ) -> tuple[RecordedRequest, RecordedRequest]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = _contained(emu, tenant, since)
+        found = containment_calls(emu, since, tenant)
         if found:
             return found
         if proc is not None and proc.poll() is not None:

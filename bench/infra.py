@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 
 from devtools import localstack
-from devtools.localstack import REPO, ManagedProcess
+from devtools.localstack import REPO, LocalPrefect, ManagedProcess
 
 
 class BenchError(RuntimeError):
@@ -111,31 +111,11 @@ class Processes:
         self._procs.clear()
 
 
-@dataclass(frozen=True)
-class PrefectEnv:
-    home: Path
-    port: int
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
-
+class PrefectEnv(LocalPrefect):
     def environ(self, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "M365_"))}
-        env.update(
-            PREFECT_HOME=str(self.home),
-            PREFECT_API_URL=self.api_url,
-            PREFECT_SERVER_API_HOST="127.0.0.1",
-            PREFECT_SERVER_API_PORT=str(self.port),
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
-            PREFECT_UI_ENABLED="false",
-            PYTHONPATH=str(REPO),
-            PYTHONUNBUFFERED="1",
-            # The worker-side allowance for the emulator's host (m365.endpoints).
-            UNBLOCK_EMAIL_ALLOWED_HOSTS="127.0.0.1",
-        )
-        env.update(extra)
-        return env
+        """A child's environment: no UI, the repository importable, output unbuffered."""
+        bench = {"PREFECT_UI_ENABLED": "false", "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+        return self.settings(localstack.scrubbed_environ(), **(bench | extra))
 
 
 def start_prefect_server(procs: Processes, penv: PrefectEnv, logs: Path) -> float:

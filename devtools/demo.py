@@ -25,7 +25,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from devtools.localstack import LOOPBACK, REPO, ManagedProcess, start_prefect_server, stop_together
+from devtools.localstack import (
+    REPO,
+    LocalPrefect,
+    ManagedProcess,
+    start_prefect_server,
+    stop_together,
+)
 
 DEMO_ACCOUNT = "rob@contoso.com"
 # Where Prefect keeps the paused run's form description (key "approve-unblock-<run count>").
@@ -94,34 +100,31 @@ class DemoEnv:
     port: int
 
     @property
+    def server(self) -> LocalPrefect:
+        """The demo's Prefect server, its SQLite and settings in the state directory."""
+        return LocalPrefect(self.state_dir / "prefect", self.port)
+
+    @property
     def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api"
+        return self.server.api_url
 
     @property
     def ui_url(self) -> str:
         """Prefect's V2 UI, its default; the links Prefect generates (``ui_url``) follow it."""
-        return f"http://127.0.0.1:{self.port}/v2"
+        return f"{self.server.url}/v2"
 
     def run_url(self, run_id: Any) -> str:
         """The V2 page of a flow run: its state, logs and artifacts; Resume is in its ⋮ menu."""
         return f"{self.ui_url}/runs/flow-run/{run_id}"
 
     def environ(self) -> dict[str, str]:
-        env = dict(os.environ)
-        env.update(
-            PREFECT_HOME=str(self.state_dir / "prefect"),
-            PREFECT_API_URL=self.api_url,
+        return self.server.settings(
+            os.environ,
             PREFECT_UI_URL=self.ui_url,
-            PREFECT_SERVER_API_HOST="127.0.0.1",
-            PREFECT_SERVER_API_PORT=str(self.port),
             PREFECT_UI_API_URL=self.api_url,
-            PREFECT_SERVER_ANALYTICS_ENABLED="false",
             PREFECT_RUNNER_POLL_FREQUENCY="2",
             UNBLOCK_APPROVAL_POLL_SECONDS="2",
-            # The worker-side allowance for the emulator's host (m365.endpoints).
-            UNBLOCK_EMAIL_ALLOWED_HOSTS=LOOPBACK,
         )
-        return env
 
     @property
     def handover_key(self) -> Path:
@@ -134,7 +137,7 @@ def _log(message: str) -> None:
 
 
 def start_server(procs: Processes, env: DemoEnv) -> None:
-    _log(f"starting Prefect server on {env.ui_url} (SQLite in {env.state_dir / 'prefect'})")
+    _log(f"starting Prefect server on {env.ui_url} (SQLite in {env.server.home})")
     try:
         procs.server = start_prefect_server(
             env.port, env.environ(), env.state_dir / "server.log", timeout=120

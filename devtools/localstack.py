@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
@@ -66,6 +67,45 @@ def http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def scrubbed_environ() -> dict[str, str]:
+    """This process's environment without Prefect settings or tenant credentials (``M365_*``):
+    a child then sees the stack it is given, not the developer's profile or tenant."""
+    return {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "M365_"))}
+
+
+@dataclass
+class LocalPrefect:
+    """A Prefect server on 127.0.0.1:``port`` with its state (SQLite, settings) in ``home``.
+    Not frozen: the end-to-end harness's restartable server is one too."""
+
+    home: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}"
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api"
+
+    def settings(self, base: Mapping[str, str], **extra: str) -> dict[str, str]:
+        """``base`` plus what the server and every process talking to it share; ``extra`` last,
+        so a caller may override any of them."""
+        env = dict(base)
+        env.update(
+            PREFECT_HOME=str(self.home),
+            PREFECT_API_URL=self.api_url,
+            PREFECT_SERVER_API_HOST=LOOPBACK,
+            PREFECT_SERVER_API_PORT=str(self.port),
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            # The worker-side allowance for the emulator's host (m365.endpoints).
+            UNBLOCK_EMAIL_ALLOWED_HOSTS=LOOPBACK,
+        )
+        env.update(extra)
+        return env
 
 
 def prefect_server_argv(port: int) -> list[str]:

@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 
 from devtools import localstack
-from devtools.localstack import LOOPBACK, ManagedProcess, free_port
+from devtools.localstack import LOOPBACK, LocalPrefect, ManagedProcess, free_port
 
 from ..helpers.commands import run_command
 
@@ -150,11 +150,10 @@ class ApiClient:
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 
 
-@dataclass
-class PrefectServer:
+@dataclass(kw_only=True)
+class PrefectServer(LocalPrefect):
     """``prefect server start`` on 127.0.0.1 with its own PREFECT_HOME; restartable."""
 
-    home: Path
     log_path: Path
     port: int = field(default_factory=free_port)
     database_url: str | None = None
@@ -162,14 +161,6 @@ class PrefectServer:
     extra_env: dict[str, str] = field(default_factory=dict)
     process: ManagedProcess | None = None
     startup_seconds: list[float] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://{LOOPBACK}:{self.port}"
-
-    @property
-    def api_url(self) -> str:
-        return f"{self.url}/api"
 
     def server_env(self) -> dict[str, str]:
         env = {
