@@ -45,6 +45,20 @@ def emulator(emulator_session: Emulator) -> Emulator:
     return emulator_session
 
 
+@pytest.fixture(autouse=True)
+def fresh_limits() -> Iterator[None]:
+    """Microsoft's per-app limits hold within a test; tests do not spend each other's budget.
+
+    Every test talks to the same emulated tenant and app, so without this a test waits out the
+    report calls of the tests before it (m365.limits.SHARED is per process).
+    """
+    from m365.limits import SHARED
+
+    SHARED.reset()
+    yield
+    SHARED.reset()
+
+
 @pytest.fixture(scope="session")
 def prefect_api() -> Iterator[str]:
     """A real Prefect API server on SQLite (prefect_test_harness), shared by the session."""
@@ -71,11 +85,35 @@ _SERVER_PATHS = (
 )
 
 
+# `make test` runs three pytest-xdist workers (`-n 3 --dist loadgroup`), one group each. A group
+# is whole test packages, run in file order against the worker's own Prefect server and
+# emulator: what a serial run does, less the other groups, so no test meets state in an order
+# a serial run would not give it. Only the fault matrix's cases, which share nothing but a
+# profile, are dealt out over the three; each checks its own row of docs/fault-matrix.md.
+_GROUPS = (
+    ("tests/playbook/",),
+    ("tests/reliability/", "tests/security/", "tests/sweep/", "tests/warm/", "tests/watch/"),
+)  # everything else: the first group
+_DEALT_OUT = "tests/reliability/test_fault_matrix.py"
+
+
+def _group(where: str, dealt: int) -> str:
+    if where == _DEALT_OUT:
+        return f"group-{dealt % (len(_GROUPS) + 1)}"
+    for number, paths in enumerate(_GROUPS, 1):
+        if where.startswith(paths):
+            return f"group-{number}"
+    return "group-0"
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     root = Path(str(config.rootpath))
+    dealt = 0
     for item in items:
         where = Path(str(item.path)).relative_to(root).as_posix()
         if _SERVER_FIXTURES & set(getattr(item, "fixturenames", ())) or where.startswith(
             _SERVER_PATHS
         ):
             item.add_marker(pytest.mark.server)
+        item.add_marker(pytest.mark.xdist_group(_group(where, dealt)))
+        dealt += where == _DEALT_OUT

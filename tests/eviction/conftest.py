@@ -1,4 +1,4 @@
-"""Fixtures for the eviction task tests: tenant profiles on the session emulator, fresh limits."""
+"""Fixtures for the eviction task tests: tenant profiles on the session emulator."""
 
 from __future__ import annotations
 
@@ -7,20 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from emulator import Emulator
-from m365.limits import SHARED
 
 from ..helpers.profiles import saved_profile
 
 TENANT = "contoso"
 READER = "contoso-reader"
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits() -> Iterator[None]:
-    """Microsoft's per-app limits hold within a test; tests do not spend each other's budget."""
-    SHARED.reset()
-    yield
-    SHARED.reset()
 
 
 @pytest.fixture
