@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import tempfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -95,39 +93,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _SERVER_PATHS
         ):
             item.add_marker(pytest.mark.server)
-
-
-# `make test` runs three pytest-xdist workers (`-n 3`), one group each. A group is whole test
-# packages, run in file order against the worker's own Prefect server and emulator: what a
-# serial run does, less the other groups, so no test meets state in an order a serial run would
-# not give it. Only the fault matrix's cases, which share nothing but a profile, are dealt out
-# (by a hash of the case's id, over the groups that would otherwise finish first); each checks
-# its own row of docs/fault-matrix.md. The groups are sized from CI's --durations figures.
-_GROUPS = (
-    ("tests/playbook/",),
-    ("tests/reliability/", "tests/sweep/", "tests/warm/", "tests/watch/"),
-)  # everything else (the fast suites, e2e, eviction, evidence, security): group 0
-_DEALT_OUT = "tests/reliability/test_fault_matrix.py::"
-_DEALT_TO = ("group-1", "group-2")
-
-
-def worker_group(nodeid: str) -> str:
-    """The worker group of a test (``nodeid`` as pytest prints it)."""
-    if nodeid.startswith(_DEALT_OUT):
-        return _DEALT_TO[zlib.crc32(nodeid.encode()) % len(_DEALT_TO)]
-    for number, paths in enumerate(_GROUPS, 1):
-        if nodeid.startswith(paths):
-            return f"group-{number}"
-    return "group-0"
-
-
-def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """xdist's scope scheduling with our groups as the scopes (its ``xdist_group`` marks do not
-    reach the scheduler under pytest 9.2, which no longer reads ``item._nodeid``)."""
-    from xdist.scheduler import LoadScopeScheduling
-
-    class PackageGroups(LoadScopeScheduling):  # type: ignore[misc]
-        def _split_scope(self, nodeid: str) -> str:
-            return worker_group(nodeid)
-
-    return PackageGroups(config, log)

@@ -358,8 +358,8 @@ def test_fault(profile: str, emulator: Emulator, step: Step, fault: str) -> None
     report = artifact_markdown(flow_run_id, "unblock-user-report").replace("\\", "")
     _known_state(step, kind, state, left, user.enabled, description, evidence, report, row)
     row["result"] = "pass"
-    # Each case checks its own row, so the doc is checked even when the cases are dealt out
-    # over several test processes (make test); the whole page is compared where all ran.
+    # Each case checks its own row, so a partial run (one step, one fault) checks the doc too;
+    # the whole page is compared where all ran.
     assert _comparable(_row(step, fault, row))[0] in _comparable(_committed()), (
         f"docs/fault-matrix.md does not show this case as it ran: {_row(step, fault, row)} "
         "(run `make fault-matrix` and commit it)"
