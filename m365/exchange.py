@@ -48,6 +48,11 @@ GENERIC_HASHTABLE = "#Exchange.GenericHashTable"
 TRACE_MAX_SPAN = timedelta(days=10)
 TRACE_MAX_RESULT_SIZE = 5000
 TRACE_MAX_ROWS = 50_000
+# Holder parameter -> (cmdlet, receipt operation) of the two permission removals.
+_PERMISSION_REMOVALS: Final[dict[str, tuple[str, str]]] = {
+    "User": ("Remove-MailboxPermission", "remove_mailbox_permission"),
+    "Trustee": ("Remove-RecipientPermission", "remove_recipient_permission"),
+}
 
 
 class _Null:
@@ -440,35 +445,29 @@ class ExchangeAdminClient(ApiClient):
         Idempotent: removing an absent entry changes nothing (Exchange answers with a warning);
         callers re-read with :meth:`get_mailbox_permissions` to tell the two apart.
         """
-        ident = validate_identity(identity)
-        who = validate_identity(user, "user")
-        response = self._remove_permission(
-            "Remove-MailboxPermission", ident, "User", who, access_rights
-        )
-        return self._receipt("remove_mailbox_permission", who, response)
+        return self._remove_permission("User", identity, user, access_rights)
 
     def remove_recipient_permission(
         self, identity: str, trustee: str, access_rights: tuple[str, ...] = ("SendAs",)
     ) -> Receipt:
         """``Remove-RecipientPermission -Identity -Trustee -AccessRights SendAs -Confirm:$false``.
         Idempotent as above."""
-        ident = validate_identity(identity)
-        who = validate_identity(trustee, "trustee")
-        response = self._remove_permission(
-            "Remove-RecipientPermission", ident, "Trustee", who, access_rights
-        )
-        return self._receipt("remove_recipient_permission", who, response)
+        return self._remove_permission("Trustee", identity, trustee, access_rights)
 
     def _remove_permission(
-        self, cmdlet: str, ident: str, holder_key: str, holder: str, access_rights: tuple[str, ...]
-    ) -> ApiResponse:
+        self, holder_key: str, identity: str, holder: str, access_rights: tuple[str, ...]
+    ) -> Receipt:
         """The two removals differ only in the cmdlet and the name of the holder parameter (as
-        in :meth:`_delegates`)."""
+        in :meth:`_delegates`), which also names the holder in a validation error."""
+        cmdlet, operation = _PERMISSION_REMOVALS[holder_key]
+        ident = validate_identity(identity)
+        who = validate_identity(holder, holder_key.lower())
         rights = [validate_identity(r, "access right") for r in access_rights]
-        return self.invoke(
+        response = self.invoke(
             cmdlet,
-            {"Identity": ident, holder_key: holder, "AccessRights": rights, "Confirm": False},
+            {"Identity": ident, holder_key: who, "AccessRights": rights, "Confirm": False},
         )
+        return self._receipt(operation, who, response)
 
     def remove_send_on_behalf(self, identity: str, delegate: str) -> Receipt:
         """Take one delegate off ``GrantSendOnBehalfTo``, leaving the others: ``Set-Mailbox
