@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -37,6 +37,7 @@ from .models import (
 )
 from .reason import parse_reason
 from .transport import ApiClient, ApiResponse, Transport, ensure_next_link
+from .values import as_utc, assume_utc, nonempty_str, parse_timestamp, utc_timestamp
 
 SYSTEM_MAILBOX = "SystemMailbox{bb558c35-97f1-4cb9-8ff7-d53741dc928c}"
 PAGE_SIZE = 1000
@@ -85,10 +86,6 @@ def _clean(item: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
-
-
 def _bool(value: object, default: bool = False) -> bool:
     if isinstance(value, bool):
         return value
@@ -105,25 +102,6 @@ def _strings(value: object) -> tuple[str, ...]:
     return ()
 
 
-def _datetime(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip()
-    # Exchange writes seven fractional digits ("...07.0000000+00:00"); Python takes six.
-    if "." in text:
-        head, _, tail = text.partition(".")
-        # only the leading digits: the zone ("+00:00") has digits too
-        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
-        zone = tail[len(digits) :]
-        text = f"{head}.{digits[:6]}{zone}"
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    try:
-        return datetime.fromisoformat(text)
-    except ValueError:
-        return None
-
-
 def _first(item: Mapping[str, Any], *names: str) -> object:
     for name in names:
         if name in item and item[name] is not None:
@@ -132,33 +110,33 @@ def _first(item: Mapping[str, Any], *names: str) -> object:
 
 
 def _parse_sender(item: Mapping[str, Any]) -> RestrictedSender | None:
-    address = _str(item.get("SenderAddress"))
+    address = nonempty_str(item.get("SenderAddress"))
     if address is None:
         return None
     reason = item.get("Reason")
     return RestrictedSender(
         sender_address=address,
         reason=parse_reason(reason if isinstance(reason, str) else None),
-        created=_datetime(_first(item, "CreatedDatetime", "CreatedDateTime")),
-        changed=_datetime(_first(item, "ChangedDatetime", "ChangedDateTime")),
+        created=parse_timestamp(_first(item, "CreatedDatetime", "CreatedDateTime")),
+        changed=parse_timestamp(_first(item, "ChangedDatetime", "ChangedDateTime")),
         temporary_block=_bool(item["TemporaryBlock"]) if "TemporaryBlock" in item else None,
     )
 
 
 def _parse_inbox_rule(item: Mapping[str, Any]) -> InboxRule | None:
-    identity = _str(_first(item, "Identity", "RuleIdentity"))
+    identity = nonempty_str(_first(item, "Identity", "RuleIdentity"))
     if identity is None:
         return None
     return InboxRule(
         identity=identity,
-        name=_str(item.get("Name")) or "",
+        name=nonempty_str(item.get("Name")) or "",
         enabled=_bool(item.get("Enabled"), True),
         hidden=_bool(_first(item, "Hidden", "IsHidden"), False),
         forward_to=_strings(item.get("ForwardTo")),
         forward_as_attachment_to=_strings(item.get("ForwardAsAttachmentTo")),
         redirect_to=_strings(item.get("RedirectTo")),
         delete_message=_bool(item.get("DeleteMessage"), False),
-        move_to_folder=_str(item.get("MoveToFolder")),
+        move_to_folder=nonempty_str(item.get("MoveToFolder")),
     )
 
 
@@ -178,27 +156,18 @@ def _is_delegate(item: Mapping[str, Any], who: str) -> bool:
     )
 
 
-def trace_datetime(value: datetime) -> str:
-    """``StartDate``/``EndDate`` for Get-MessageTraceV2: UTC, ISO 8601 with ``Z``."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _parse_trace_row(item: Mapping[str, Any]) -> MessageTraceRow | None:
-    received = _datetime(item.get("Received"))
-    recipient = _str(item.get("RecipientAddress"))
+    received = parse_timestamp(item.get("Received"))
+    recipient = nonempty_str(item.get("RecipientAddress"))
     if received is None or recipient is None:
         return None
-    if received.tzinfo is None:
-        received = received.replace(tzinfo=UTC)
     return MessageTraceRow(
-        message_trace_id=_str(item.get("MessageTraceId")),
-        received=received,
-        sender_address=_str(item.get("SenderAddress")),
+        message_trace_id=nonempty_str(item.get("MessageTraceId")),
+        received=assume_utc(received),
+        sender_address=nonempty_str(item.get("SenderAddress")),
         recipient_address=recipient,
         subject=item.get("Subject") if isinstance(item.get("Subject"), str) else None,
-        status=_str(item.get("Status")),
+        status=nonempty_str(item.get("Status")),
     )
 
 
@@ -330,10 +299,12 @@ class ExchangeAdminClient(ApiClient):
         item = self._mailbox(ident)
         try:
             return MailboxForwarding(
-                identity=_str(_first(item, "UserPrincipalName", "Identity", "PrimarySmtpAddress"))
+                identity=nonempty_str(
+                    _first(item, "UserPrincipalName", "Identity", "PrimarySmtpAddress")
+                )
                 or ident,
-                forwarding_address=_str(item.get("ForwardingAddress")),
-                forwarding_smtp_address=_str(item.get("ForwardingSmtpAddress")),
+                forwarding_address=nonempty_str(item.get("ForwardingAddress")),
+                forwarding_smtp_address=nonempty_str(item.get("ForwardingSmtpAddress")),
                 deliver_to_mailbox_and_forward=_bool(item.get("DeliverToMailboxAndForward")),
             )
         except ValidationError:
@@ -423,11 +394,11 @@ class ExchangeAdminClient(ApiClient):
         """(mailbox, holder, rights) of each delegate entry; the two cmdlets differ only in the
         name of the holder field."""
         for item in self._objects(cmdlet, {"Identity": ident}):
-            holder = _str(item.get(holder_key))
+            holder = nonempty_str(item.get(holder_key))
             if holder is None or not _is_delegate(item, holder):
                 continue
             yield (
-                _str(item.get("Identity")) or ident,
+                nonempty_str(item.get("Identity")) or ident,
                 holder,
                 _rights(item.get("AccessRights")),
             )
@@ -509,7 +480,7 @@ class ExchangeAdminClient(ApiClient):
         sender = validate_address(sender_address, "sender_address")
         if not 1 <= result_size <= TRACE_MAX_RESULT_SIZE:
             raise ValueError(f"result_size must be 1..{TRACE_MAX_RESULT_SIZE}")
-        start_utc, end_utc = _as_utc(start), _as_utc(end)
+        start_utc, end_utc = as_utc(start), as_utc(end)
         if end_utc <= start_utc:
             raise ValueError("the message trace window must end after it starts")
         rows: dict[tuple[str | None, str, datetime], MessageTraceRow] = {}
@@ -520,8 +491,8 @@ class ExchangeAdminClient(ApiClient):
             slice_start = max(start_utc, slice_end - TRACE_MAX_SPAN)
             params: dict[str, ParamValue] = {
                 "SenderAddress": sender,
-                "StartDate": trace_datetime(slice_start),
-                "EndDate": trace_datetime(slice_end),
+                "StartDate": utc_timestamp(slice_start),
+                "EndDate": utc_timestamp(slice_end),
                 "ResultSize": result_size,
             }
             previous: tuple[object, object] | None = None
@@ -557,7 +528,3 @@ class ExchangeAdminClient(ApiClient):
             queries=queries,
             complete=complete,
         )
-
-
-def _as_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)

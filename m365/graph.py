@@ -7,7 +7,7 @@ API through :class:`m365.transport.Transport` and returns pydantic models from :
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr, ValidationError
@@ -44,6 +44,7 @@ from .models import (
     User,
 )
 from .transport import ApiClient, ApiResponse, Transport, ensure_next_link
+from .values import assume_utc, parse_timestamp, utc_timestamp
 
 USER_SELECT = ",".join(
     (
@@ -129,26 +130,9 @@ def _parse_role(data: Mapping[str, Any]) -> DirectoryRole | None:
 
 
 def _datetime(value: object) -> datetime | None:
-    """Graph's ISO timestamps (``Z`` or an offset, up to seven fractional digits)."""
-    if not isinstance(value, str) or not value:
-        return None
-    text = value.strip().replace("Z", "+00:00")
-    head, dot, tail = text.partition(".")
-    if dot:
-        digits = tail[: len(tail) - len(tail.lstrip("0123456789"))]
-        text = f"{head}.{digits[:6]}{tail[len(digits) :]}"
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
-def odata_datetime(value: datetime) -> str:
-    """A DateTimeOffset literal for ``$filter`` (UTC, whole seconds, unquoted)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """Graph's timestamps; one without a zone is UTC."""
+    parsed = parse_timestamp(value)
+    return None if parsed is None else assume_utc(parsed)
 
 
 def method_type_of(odata_type: str) -> str:
@@ -549,9 +533,9 @@ class GraphClient(ApiClient):
 
     @staticmethod
     def _time_clauses(field: str, since: datetime, until: datetime | None) -> list[str]:
-        clauses = [f"{field} ge {odata_datetime(since)}"]
+        clauses = [f"{field} ge {utc_timestamp(since)}"]
         if until is not None:
-            clauses.append(f"{field} le {odata_datetime(until)}")
+            clauses.append(f"{field} le {utc_timestamp(until)}")
         return clauses
 
     def list_security_info_events(

@@ -18,6 +18,7 @@ import re
 from collections.abc import Callable
 
 from .models import RestrictionReason
+from .values import nonempty_str
 
 MAX_INPUT = 4096  # characters looked at; the rest is ignored
 MAX_PARTS = 64
@@ -121,21 +122,17 @@ def parse_reason(text: str | None) -> RestrictionReason:
 
     return RestrictionReason(
         raw=raw,
-        kind=_str_or_none(fields.get("kind")),
-        exceeding_limit_type=_str_or_none(fields.get("exceeding_limit_type")),
+        kind=nonempty_str(fields.get("kind")),
+        exceeding_limit_type=nonempty_str(fields.get("exceeding_limit_type")),
         internal_recipient_count_today=_int_or_none(fields.get("internal_recipient_count_today")),
         external_recipient_count_today=_int_or_none(fields.get("external_recipient_count_today")),
         outbound_spam_last_24h=_int_or_none(fields.get("outbound_spam_last_24h")),
         outbound_mail_last_24h=_int_or_none(fields.get("outbound_mail_last_24h")),
         outbound_spam_percent=_float_or_none(fields.get("outbound_spam_percent")),
-        last_message_trace_id=_str_or_none(fields.get("last_message_trace_id")),
+        last_message_trace_id=nonempty_str(fields.get("last_message_trace_id")),
         last_message_recipient_count=_int_or_none(fields.get("last_message_recipient_count")),
         extra=tuple(extra),
     )
-
-
-def _str_or_none(value: object) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _int_or_none(value: object) -> int | None:
