@@ -215,16 +215,14 @@ class ExchangeAdminClient(ApiClient):
         resend_ambiguous: bool = True,
         bucket: str | None = None,
     ) -> ApiResponse:
-        return self._transport.request(
+        return self._call(
             "POST",
             url,
-            tokens=self._tokens,
-            resource=self.resource,
-            operation=cmdlet,
+            cmdlet,
             json_body=body,
             headers=self._headers(cmdlet),
             resend_ambiguous=resend_ambiguous,
-            limit=self._limit(bucket),
+            bucket=bucket,
         )
 
     def invoke(

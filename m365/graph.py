@@ -43,7 +43,7 @@ from .models import (
     TemporaryAccessPassMethod,
     User,
 )
-from .transport import ApiClient, ApiResponse, Transport, ensure_next_link
+from .transport import ApiClient, Transport, ensure_next_link
 from .values import assume_utc, parse_timestamp, utc_timestamp
 
 USER_SELECT = ",".join(
@@ -258,30 +258,6 @@ class GraphClient(ApiClient):
         return f"GraphClient(base_url={self.base_url!r})"
 
     # -- plumbing -------------------------------------------------------------------------
-
-    def _call(
-        self,
-        method: str,
-        path_or_url: str,
-        operation: str,
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: object = None,
-        resend_ambiguous: bool = True,
-        bucket: str | None = None,
-    ) -> ApiResponse:
-        url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
-        return self._transport.request(
-            method,
-            url,
-            tokens=self._tokens,
-            resource=self.resource,
-            operation=operation,
-            params=params,
-            json_body=json_body,
-            resend_ambiguous=resend_ambiguous,
-            limit=self._limit(bucket),
-        )
 
     def _pages(
         self,

@@ -504,6 +504,33 @@ class ApiClient:
         self.tenant_id = tenant_id
         self.client_id = client_id
 
+    def _call(
+        self,
+        method: str,
+        path_or_url: str,
+        operation: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        json_body: object = None,
+        headers: Mapping[str, str] | None = None,
+        resend_ambiguous: bool = True,
+        bucket: str | None = None,
+    ) -> ApiResponse:
+        """One call with this client's token and budget; a path is taken under the base URL."""
+        url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
+        return self._transport.request(
+            method,
+            url,
+            tokens=self._tokens,
+            resource=self.resource,
+            operation=operation,
+            params=params,
+            json_body=json_body,
+            headers=headers,
+            resend_ambiguous=resend_ambiguous,
+            limit=self._limit(bucket),
+        )
+
     def _limit(self, bucket: str | None) -> LimitKey | None:
         """The budget a call in ``bucket`` spends; None for calls Microsoft does not limit."""
         return LimitKey(self.tenant_id, self.client_id, bucket) if bucket else None
