@@ -107,6 +107,21 @@ class ApiResponse:
 
 
 @dataclass(frozen=True)
+class _Call:
+    """One call as :meth:`Transport.request` was given it; every send of it is the same."""
+
+    method: str
+    url: str
+    tokens: TokenProvider
+    resource: str
+    operation: str
+    params: Mapping[str, str] | None
+    json_body: object
+    headers: Mapping[str, str] | None
+    resend_ambiguous: bool
+
+
+@dataclass(frozen=True)
 class ErrorDetail:
     """What an error body says, whatever its shape."""
 
@@ -338,20 +353,22 @@ class Transport:
         ``limit``: the budget Microsoft states for this API (``m365.limits``); every send,
         retries included, waits for a slot first.
         """
+        call = _Call(
+            method, url, tokens, resource, operation, params, json_body, headers, resend_ambiguous
+        )
         reauthenticated = False
 
         def attempt() -> ApiResponse:
             nonlocal reauthenticated
-            send = (method, url, tokens, resource, operation, params, json_body, headers)
             self._wait_for_slot(limit)
-            response = self._send(*send, resend_ambiguous=resend_ambiguous)
+            response = self._send(call)
             if response.status_code == 401 and not reauthenticated:
                 reauthenticated = True
                 log.info("%s: HTTP 401, refreshing the token for %s once", operation, resource)
                 response.close()
                 tokens.invalidate(resource)
                 self._wait_for_slot(limit)
-                response = self._send(*send, resend_ambiguous=resend_ambiguous)
+                response = self._send(call)
             raise_for_response(response, operation)
             return self._parse_success(response, operation)
 
@@ -364,35 +381,24 @@ class Transport:
         if waited > 0:
             log.info("%s limit: waited %.2fs for a request slot", limit.bucket, waited)
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        tokens: TokenProvider,
-        resource: str,
-        operation: str,
-        params: Mapping[str, str] | None,
-        json_body: object,
-        headers: Mapping[str, str] | None,
-        *,
-        resend_ambiguous: bool = True,
-    ) -> requests.Response:
-        token = tokens.token(resource)
+    def _send(self, call: _Call) -> requests.Response:
+        operation, url = call.operation, call.url
+        token = call.tokens.token(call.resource)
         all_headers = {
             "Accept": "application/json",
             "client-request-id": str(uuid.uuid4()),
-            **(headers or {}),
+            **(call.headers or {}),
             "Authorization": f"Bearer {token}",
         }
         data: bytes | None = None
-        if json_body is not None:
-            data = json.dumps(json_body, separators=(",", ":")).encode("utf-8")
+        if call.json_body is not None:
+            data = json.dumps(call.json_body, separators=(",", ":")).encode("utf-8")
             all_headers.setdefault("Content-Type", "application/json")
         try:
             response = self.session.request(
-                method,
+                call.method,
                 url,
-                params=params,
+                params=call.params,
                 data=data,
                 headers=all_headers,
                 timeout=self.timeout,
@@ -406,7 +412,7 @@ class Transport:
             raise ConnectionFailedError(f"{operation}: connect timed out") from None
         except requests.exceptions.ReadTimeout:
             text = f"{operation}: no answer within {self.timeout[1]:g}s (read timeout)"
-            if not resend_ambiguous:
+            if not call.resend_ambiguous:
                 raise OutcomeUnknownError(text) from None
             raise ConnectionFailedError(text) from None
         except (
@@ -423,12 +429,14 @@ class Transport:
         ) as exc:
             reason = _connection_reason(exc)
             text = f"{operation}: connection failed ({reason})"
-            if not resend_ambiguous and reason not in _NOT_SENT_REASONS:
+            if not call.resend_ambiguous and reason not in _NOT_SENT_REASONS:
                 raise OutcomeUnknownError(text) from None
             raise ConnectionFailedError(text) from None
         except requests.RequestException as exc:
             raise ConnectionFailedError(f"{operation}: {type(exc).__name__}") from None
-        log.debug("%s: %s %s -> %d", operation, method, urlsplit(url).path, response.status_code)
+        log.debug(
+            "%s: %s %s -> %d", operation, call.method, urlsplit(url).path, response.status_code
+        )
         return response
 
     @staticmethod
