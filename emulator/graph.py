@@ -22,9 +22,10 @@ from .state import (
     SignInRecord,
     TenantState,
     UserRecord,
+    audit_grant,
+    audit_security_info,
     initiated_by_app,
     record_registration,
-    user_target,
     utcnow,
 )
 from .tokens import GRAPH_RESOURCE, TokenRejected
@@ -992,15 +993,14 @@ def _delete_method(
         if method.is_default and others:
             return error(400, "badRequest", DEFAULT_METHOD_TEXT, call)
         user.auth_methods.remove(method)
-    p.tenant.audit(
+    audit_security_info(
+        p.tenant,
+        user,
         "Admin deleted security info",
         utcnow(),
-        service="Authentication Methods",
-        category="UserManagement",
         operation_type="Delete",
         result_reason=f"Admin deleted {label} for user",
         initiated_by=initiated_by_app(p.app),
-        targets=[user_target(user)],
     )
     return Response(204, b"", {})
 
@@ -1035,23 +1035,13 @@ def _delete_grant(call: Call, p: Principal, grant_id: str) -> Response:
         return _not_found(call, grant_id)
     del p.tenant.grants[grant_id]
     client = p.tenant.service_principal(grant.client_id)
-    p.tenant.audit(
+    audit_grant(
+        p.tenant,
         "Remove delegated permission grant",
         utcnow(),
-        service="Core Directory",
-        category="ApplicationManagement",
         operation_type="Unassign",
-        result_reason="",
         initiated_by=initiated_by_app(p.app),
-        targets=[
-            {
-                "id": grant.client_id,
-                "displayName": client.display_name if client else None,
-                "type": "ServicePrincipal",
-                "userPrincipalName": None,
-                "modifiedProperties": [],
-            }
-        ],
+        client=(grant.client_id, client.display_name if client else None),
     )
     return Response(204, b"", {})
 

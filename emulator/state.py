@@ -512,6 +512,62 @@ def user_target(user: UserRecord) -> dict[str, Any]:
     }
 
 
+def audit_security_info(
+    ts: TenantState,
+    user: UserRecord,
+    activity: str,
+    when: datetime,
+    *,
+    operation_type: str,
+    result_reason: str,
+    initiated_by: dict[str, Any],
+) -> None:
+    """A "... security info" event. Registrations and deletions share one service, category and
+    target, so the client's security-info query sees both or neither."""
+    ts.audit(
+        activity,
+        when,
+        service="Authentication Methods",
+        category="UserManagement",
+        operation_type=operation_type,
+        result_reason=result_reason,
+        initiated_by=initiated_by,
+        targets=[user_target(user)],
+    )
+
+
+def audit_grant(
+    ts: TenantState,
+    activity: str,
+    when: datetime,
+    *,
+    operation_type: str,
+    initiated_by: dict[str, Any],
+    client: tuple[str, str | None],
+    modified: list[dict[str, Any]] | None = None,
+) -> None:
+    """A delegated-permission event (consent or removal) on the client app's service principal
+    (``client``: its id and display name)."""
+    ts.audit(
+        activity,
+        when,
+        service="Core Directory",
+        category="ApplicationManagement",
+        operation_type=operation_type,
+        result_reason="",
+        initiated_by=initiated_by,
+        targets=[
+            {
+                "id": client[0],
+                "displayName": client[1],
+                "type": "ServicePrincipal",
+                "userPrincipalName": None,
+                "modifiedProperties": modified or [],
+            }
+        ],
+    )
+
+
 def _method_from_seed(ts: TenantState, user: UserRecord, seed: AuthMethodSeed) -> AuthMethodRecord:
     if seed.type == "phone":
         method_id = PHONE_METHOD_IDS[seed.phone_type]
@@ -557,15 +613,8 @@ def record_registration(
     else:
         initiator = initiated_by_user(user, ip)
         activity, reason = "User registered security info", f"User registered {label}"
-    ts.audit(
-        activity,
-        when,
-        service="Authentication Methods",
-        category="UserManagement",
-        operation_type="Add",
-        result_reason=reason,
-        initiated_by=initiator,
-        targets=[user_target(user)],
+    audit_security_info(
+        ts, user, activity, when, operation_type="Add", result_reason=reason, initiated_by=initiator
     )
 
 
@@ -595,33 +644,24 @@ def _grant_from_seed(ts: TenantState, user: UserRecord, seed: OAuthGrantSeed) ->
     gid = grant_id(client.id, user.id, resource.id)
     ts.grants[gid] = GrantRecord(gid, client.id, user.id, resource.id, list(seed.scopes))
     if seed.consented is not None:
-        ts.audit(
+        audit_grant(
+            ts,
             "Consent to application",
             seed.consented,
-            service="Core Directory",
-            category="ApplicationManagement",
             operation_type="Assign",
-            result_reason="",
             initiated_by=initiated_by_user(user, seed.consented_from_ip),
-            targets=[
+            client=(client.id, client.display_name),
+            modified=[
                 {
-                    "id": client.id,
-                    "displayName": client.display_name,
-                    "type": "ServicePrincipal",
-                    "userPrincipalName": None,
-                    "modifiedProperties": [
-                        {
-                            "displayName": "ConsentContext.IsAdminConsent",
-                            "oldValue": None,
-                            "newValue": '"False"',
-                        },
-                        {
-                            "displayName": "ConsentAction.Permissions",
-                            "oldValue": None,
-                            "newValue": '"Scope: ' + " ".join(seed.scopes) + '"',
-                        },
-                    ],
-                }
+                    "displayName": "ConsentContext.IsAdminConsent",
+                    "oldValue": None,
+                    "newValue": '"False"',
+                },
+                {
+                    "displayName": "ConsentAction.Permissions",
+                    "oldValue": None,
+                    "newValue": '"Scope: ' + " ".join(seed.scopes) + '"',
+                },
             ],
         )
 
