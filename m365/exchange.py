@@ -196,6 +196,7 @@ class ExchangeAdminClient(ApiClient):
     # -- plumbing -------------------------------------------------------------------------
 
     def _headers(self, cmdlet: str) -> dict[str, str]:
+        """What the admin API wants on every cmdlet call (sent by ``ApiClient._call``)."""
         return {
             "Content-Type": "application/json; charset=utf-8",
             "Accept": "application/json",
@@ -206,25 +207,6 @@ class ExchangeAdminClient(ApiClient):
             "client-request-id": str(uuid.uuid4()),
         }
 
-    def _post(
-        self,
-        url: str,
-        cmdlet: str,
-        body: Mapping[str, Any],
-        *,
-        resend_ambiguous: bool = True,
-        bucket: str | None = None,
-    ) -> ApiResponse:
-        return self._call(
-            "POST",
-            url,
-            cmdlet,
-            json_body=body,
-            headers=self._headers(cmdlet),
-            resend_ambiguous=resend_ambiguous,
-            bucket=bucket,
-        )
-
     def invoke(
         self, cmdlet: str, parameters: Mapping[str, ParamValue], *, resend_ambiguous: bool = True
     ) -> ApiResponse:
@@ -233,7 +215,9 @@ class ExchangeAdminClient(ApiClient):
         ``resend_ambiguous=False``: see :meth:`m365.transport.Transport.request`.
         """
         body = _cmdlet_body(cmdlet, parameters)
-        return self._post(self.endpoint, cmdlet, body, resend_ambiguous=resend_ambiguous)
+        return self._call(
+            "POST", self.endpoint, cmdlet, json_body=body, resend_ambiguous=resend_ambiguous
+        )
 
     def _objects(
         self, cmdlet: str, parameters: Mapping[str, ParamValue], *, bucket: str | None = None
@@ -244,7 +228,7 @@ class ExchangeAdminClient(ApiClient):
         for _ in range(_MAX_PAGES):
             if url is None:
                 return
-            payload = self._post(url, cmdlet, body, bucket=bucket).json_object()
+            payload = self._call("POST", url, cmdlet, json_body=body, bucket=bucket).json_object()
             values = payload.get("value", payload.get("Value"))
             if isinstance(values, list):
                 yield from (_clean(v) for v in values if isinstance(v, dict))

@@ -520,11 +520,11 @@ class ApiClient:
         *,
         params: Mapping[str, str] | None = None,
         json_body: object = None,
-        headers: Mapping[str, str] | None = None,
         resend_ambiguous: bool = True,
         bucket: str | None = None,
     ) -> ApiResponse:
-        """One call with this client's token and budget; a path is taken under the base URL."""
+        """One call with this client's token, headers and budget; a path is taken under the base
+        URL."""
         url = path_or_url if path_or_url.startswith("https://") else self.base_url + path_or_url
         return self._transport.request(
             method,
@@ -534,10 +534,14 @@ class ApiClient:
             operation=operation,
             params=params,
             json_body=json_body,
-            headers=headers,
+            headers=self._headers(operation),
             resend_ambiguous=resend_ambiguous,
             limit=self._limit(bucket),
         )
+
+    def _headers(self, operation: str) -> Mapping[str, str] | None:
+        """What this API wants on a call beyond the transport's own headers; nothing by default."""
+        return None
 
     def _limit(self, bucket: str | None) -> LimitKey | None:
         """The budget a call in ``bucket`` spends; None for calls Microsoft does not limit."""
