@@ -49,19 +49,14 @@ _REPLACEMENT = "\N{REPLACEMENT CHARACTER}"
 
 def md_escape(value: object) -> str:
     """``value`` as text that renders literally in Markdown and HTML."""
-    if value is None:
-        return ""
-    text = _format(value)
-    if len(text) > MAX_VALUE_LENGTH:
-        text = text[:MAX_VALUE_LENGTH] + "…"
+    # plain_text formats, cuts and replaces control characters; none of what it leaves behind
+    # for them (the replacement character, the ellipsis) is HTML or Markdown punctuation.
     out: list[str] = []
-    for ch in text:
+    for ch in plain_text(value):
         if ch in _HTML:
             out.append(_HTML[ch])
         elif ch in _MARKDOWN:
             out.append("\\" + ch)
-        elif unicodedata.category(ch) in {"Cc", "Cf", "Zl", "Zp"}:
-            out.append(_REPLACEMENT)
         else:
             out.append(ch)
     return "".join(out)
