@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import httpx
 from prefect import runtime
@@ -37,11 +36,10 @@ from orchestration.approvals.notify import (
 from orchestration.approvals.privileged import PrivilegedResetApproval
 from orchestration.approvals.wait import WaitOutcome, wait_for_decision
 from orchestration.journal import Journal
-from orchestration.journal import Step as OpenStep
 from orchestration.logs import run_logger
 from playbook.evidence import escalation_schedule
 from playbook.params import UnblockRequest
-from playbook.report import ApprovalRecord, RunReport, StepRecord
+from playbook.report import ApprovalRecord, RunReport, StepRecord, utcnow
 from playbook.steps import Step
 from tasks.send_notification import send_notification
 
@@ -161,34 +159,52 @@ def wait_for_people(
     return outcome
 
 
+class Description(Protocol):
+    """Renders the form's short description, which links to the full evidence and states the
+    timeout the pause uses."""
+
+    def __call__(
+        self, *, timeout_minutes: float, evidence_link: str | None, evidence_key: str
+    ) -> str: ...
+
+
 def ask(
     req: UnblockRequest,
     journal: Journal,
-    step: OpenStep,
+    name: Step,
     form: type[A],
-    requested_at: datetime,
     *,
     stage: str,
-    description: str,
+    evidence_key: str,
+    evidence: str,
+    evidence_title: str,
+    describe: Description,
     risk_summary: str,
 ) -> tuple[A | None, ApprovalRecord]:
-    """One approval of the run (``stage``): wait for the people (pause key
-    ``approve-<stage>-<n>``), note the answer on ``step``; the answer (None: nobody decided
-    in time) and the report's record of it."""
-    answer = wait_for_people(
-        req,
-        journal,
-        form,
-        description=description,
-        key=f"approve-{stage}-{runtime.flow_run.run_count}",
-        stage=stage,
-        risk_summary=risk_summary,
-    ).decision
-    step.note(
-        "no decision before the timeout"
-        if answer is None
-        else f"{'approved' if answer.approved else 'rejected'} by {answer.approver}"
+    """One approval of the run (``stage``): publish the full ``evidence`` as the artifact
+    ``evidence_key``, then, as step ``name``, wait for the people (pause key
+    ``approve-<stage>-<n>``) and note the answer; the answer (None: nobody decided in time) and
+    the report's record of it."""
+    requested_at = utcnow()
+    link = publish_evidence(evidence_key, evidence, evidence_title)
+    description = describe(
+        timeout_minutes=req.approval_timeout_minutes, evidence_link=link, evidence_key=evidence_key
     )
+    with journal.step(name) as step:
+        answer = wait_for_people(
+            req,
+            journal,
+            form,
+            description=description,
+            key=f"approve-{stage}-{runtime.flow_run.run_count}",
+            stage=stage,
+            risk_summary=risk_summary,
+        ).decision
+        step.note(
+            "no decision before the timeout"
+            if answer is None
+            else f"{'approved' if answer.approved else 'rejected'} by {answer.approver}"
+        )
     return answer, ApprovalRecord.of(answer, requested_at)
 
 

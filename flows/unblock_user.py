@@ -25,6 +25,7 @@ is sent to the ``notify`` blocks when the run ends.
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
@@ -36,7 +37,6 @@ from flows._approvals import (
     approval_poll_seconds,
     ask,
     notify_outcome,
-    publish_evidence,
 )
 from flows._eviction import (
     REENABLE_HINT,
@@ -315,30 +315,18 @@ def _privileged_gate(
                 "the reset.",
             ],
         )
-    requested_at = utcnow()
-    link = publish_evidence(
-        PRIVILEGED_EVIDENCE_KEY,
-        render_privileged_evidence(report, roles=roles),
-        f"Evidence for the password reset of admin account {req.account}",
-    )
-    description = render_privileged_approval(
-        report,
-        roles=roles,
-        timeout_minutes=req.approval_timeout_minutes,
-        evidence_link=link,
+    answer, report.privileged_approval = ask(
+        req,
+        journal,
+        Step.REQUEST_PRIVILEGED_APPROVAL,
+        PrivilegedResetApproval,
+        stage="privileged-reset",
         evidence_key=PRIVILEGED_EVIDENCE_KEY,
+        evidence=render_privileged_evidence(report, roles=roles),
+        evidence_title=f"Evidence for the password reset of admin account {req.account}",
+        describe=partial(render_privileged_approval, report, roles=roles),
+        risk_summary=f"Admin roles: {held}.",
     )
-    with journal.step(Step.REQUEST_PRIVILEGED_APPROVAL) as step:
-        answer, report.privileged_approval = ask(
-            req,
-            journal,
-            step,
-            PrivilegedResetApproval,
-            requested_at,
-            stage="privileged-reset",
-            description=description,
-            risk_summary=f"Admin roles: {held}.",
-        )
     if answer is None:
         return journal.finish(
             Outcome.APPROVAL_EXPIRED,
@@ -438,32 +426,24 @@ def _request_approval(
 ) -> UnblockApproval | None:
     """Pause for the approver (notified, escalated); None when nobody decided in time."""
     report = journal.report
-    requested_at = utcnow()
-    link = publish_evidence(
-        EVIDENCE_KEY,
-        render_evidence(report, evidence=evidence, plan=plan),
-        f"Evidence for unblocking {req.account}",
-    )
-    description = render_approval(
-        report,
-        evidence=evidence,
-        removal_reason=unblock_reason(req.ticket, "<approver>"),
-        timeout_minutes=req.approval_timeout_minutes,
-        evidence_link=link,
+    decision, report.approval = ask(
+        req,
+        journal,
+        Step.REQUEST_APPROVAL,
+        unblock_form(available_cleanups(evidence), plan.actions),
+        stage="unblock",
         evidence_key=EVIDENCE_KEY,
-        plan=plan,
+        evidence=render_evidence(report, evidence=evidence, plan=plan),
+        evidence_title=f"Evidence for unblocking {req.account}",
+        describe=partial(
+            render_approval,
+            report,
+            evidence=evidence,
+            removal_reason=unblock_reason(req.ticket, "<approver>"),
+            plan=plan,
+        ),
+        risk_summary=evidence.summary,
     )
-    with journal.step(Step.REQUEST_APPROVAL) as step:
-        decision, report.approval = ask(
-            req,
-            journal,
-            step,
-            unblock_form(available_cleanups(evidence), plan.actions),
-            requested_at,
-            stage="unblock",
-            description=description,
-            risk_summary=evidence.summary,
-        )
     return decision
 
 

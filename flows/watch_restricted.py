@@ -28,13 +28,7 @@ from typing import Any
 
 from prefect import flow, runtime
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    DeploymentFilter,
-    DeploymentFilterId,
-    FlowRunFilter,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
+from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import (
     ConcurrencyLimitConfig,
     ConcurrencyLimitStrategy,
@@ -45,6 +39,7 @@ from prefect.states import Cancelled
 
 from flows._watcher import PREFECT_ERRORS, Watcher
 from orchestration.logs import run_logger
+from orchestration.runs import in_states
 from playbook.watch import WATCH_TAG, WatchRequest, WatchSummary
 
 DEPLOYMENT = "watch-restricted/watch-restricted"
@@ -123,11 +118,7 @@ def start_watcher(deployment: str = DEPLOYMENT) -> str:
         found = client.read_deployment_by_name(deployment)
         waiting = client.read_flow_runs(
             deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[found.id])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING])
-                )
-            ),
+            flow_run_filter=in_states([StateType.SCHEDULED, StateType.PENDING]),
             limit=1,
         )
         if waiting:

@@ -7,17 +7,10 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.settings import get_current_settings
 
+from orchestration.runs import flow_named, in_states, with_ids
 from playbook.sweep.containment import UNBLOCK_DEPLOYMENT
 from playbook.sweep.report import PlaybookRun
 
@@ -69,10 +62,8 @@ def list_playbook_runs(run_ids: Iterable[str]) -> list[PlaybookRun]:
         offset = 0
         while True:
             page = client.read_flow_runs(
-                flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])),
-                flow_run_filter=FlowRunFilter(
-                    state=FlowRunFilterState(type=FlowRunFilterStateType(any_=_IN_FLIGHT))
-                ),
+                flow_filter=flow_named(flow_name),
+                flow_run_filter=in_states(_IN_FLIGHT),
                 offset=offset,
                 limit=_PAGE,
             )
@@ -83,8 +74,6 @@ def list_playbook_runs(run_ids: Iterable[str]) -> list[PlaybookRun]:
         wanted = sorted({UUID(i) for i in run_ids} - set(found))
         for start in range(0, len(wanted), _PAGE):
             chunk = wanted[start : start + _PAGE]
-            page = client.read_flow_runs(
-                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=chunk)), limit=_PAGE
-            )
+            page = client.read_flow_runs(flow_run_filter=with_ids(chunk), limit=_PAGE)
             found.update((r.id, r) for r in page)
     return [_view(r) for r in sorted(found.values(), key=lambda r: (str(r.created), str(r.id)))]

@@ -26,14 +26,6 @@ from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import (
-    FlowFilter,
-    FlowFilterName,
-    FlowRunFilter,
-    FlowRunFilterId,
-    FlowRunFilterState,
-    FlowRunFilterStateType,
-)
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.client.schemas.sorting import FlowRunSort
 from prefect.deployments import run_deployment
@@ -41,6 +33,7 @@ from prefect.exceptions import ObjectNotFound
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from orchestration import handover_audit
+from orchestration.runs import flow_named, in_states, with_ids
 from playbook.decisions import handover_block_name
 from playbook.params import UnblockRequest, VerifyRequest
 from playbook.recovery import (
@@ -109,12 +102,8 @@ def _delete_block(client: SyncPrefectClient, name: str, reason: str) -> bool:
 def _runs(client: SyncPrefectClient, flow: str, states: Sequence[str]) -> list[FlowRun]:
     return list(
         client.read_flow_runs(
-            flow_filter=FlowFilter(name=FlowFilterName(any_=[flow])),
-            flow_run_filter=FlowRunFilter(
-                state=FlowRunFilterState(
-                    type=FlowRunFilterStateType(any_=[StateType(s) for s in states])
-                )
-            ),
+            flow_filter=flow_named(flow),
+            flow_run_filter=in_states(StateType(s) for s in states),
             sort=FlowRunSort.EXPECTED_START_TIME_DESC,
             limit=_MAX_RUNS,
         )
@@ -123,9 +112,7 @@ def _runs(client: SyncPrefectClient, flow: str, states: Sequence[str]) -> list[F
 
 def _completed(client: SyncPrefectClient, run_id: UUID, task_name: Step) -> bool:
     """True if the flow run has a completed task run of ``task_name``."""
-    task_runs = client.read_task_runs(
-        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))
-    )
+    task_runs = client.read_task_runs(flow_run_filter=with_ids([run_id]))
     return any(
         (tr.task_key.startswith(task_name) or tr.name.startswith(task_name))
         and tr.state is not None

@@ -26,7 +26,7 @@ from playbook.steps import Step
 
 REPO = Path(__file__).resolve().parents[2]
 # Calls that record a step, and where their Step argument is.
-RECORDING = {"step", "skipped", "_review"}
+RECORDING = {"step", "skipped", "_review", "ask"}
 
 
 def _functions(*modules: str) -> dict[str, ast.FunctionDef]:
