@@ -255,12 +255,8 @@ def lacking_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
 def _serve(seed: Any, tmp: pytest.TempPathFactory) -> Iterator[Emulator]:
     """A second emulator, for the module, on a seed changed for its tests."""
-    emu = Emulator(seed, state_dir=tmp.mktemp("emulator"))
-    emu.start()
-    try:
+    with Emulator(seed, state_dir=tmp.mktemp("emulator")) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def _profile(emu: Emulator, app: str) -> str:
