@@ -100,6 +100,15 @@ def wait_paused_or_done(started: Started, timeout: float = 90) -> Any:
     return None if result == "done" else result
 
 
+# Every eviction box of the approval form ticked (a form offers only those it has items for).
+EVICT_ALL = {
+    "remove_sign_in_methods": True,
+    "revoke_oauth_grants": True,
+    "remove_mailbox_delegates": True,
+    "enable_sign_in": True,
+}
+
+
 def resume(run: Any, **run_input: Any) -> None:
     from prefect.flow_runs import resume_flow_run
 

@@ -33,6 +33,7 @@ import pytest
 from emulator import Emulator
 
 from ..evidence.receiver import WebhookReceiver
+from ..helpers.runs import EVICT_ALL
 from ..reliability.realserver import RealServer, served_stack, wait_for
 from .leakscan import Scanner
 
@@ -46,12 +47,6 @@ PERSONAL = {
     "the attacker's sign-in address": "203.0.113.45",
     "a spam subject (banking)": "Updated banking details",
     "a spam subject (invoice)": "Invoice INV-2291 overdue",
-}
-EVICT_ALL = {
-    "remove_sign_in_methods": True,
-    "revoke_oauth_grants": True,
-    "remove_mailbox_delegates": True,
-    "enable_sign_in": True,
 }
 _PAGE = 200
 _EVENTS_PAGE = 50  # the server's maximum for /events/filter

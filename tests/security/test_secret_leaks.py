@@ -35,6 +35,7 @@ from emulator import Emulator
 from emulator.state import PermissionRecord
 
 from ..handover_keys import secret_value, stored_value
+from ..helpers.runs import EVICT_ALL
 from ..reliability.realserver import CLIENT_SECRET_ENV, RealServer, served_stack, wait_for
 from .apiscan import api_documents, decrypted_block_documents
 from .leakscan import Scanner, child_pids
@@ -44,13 +45,6 @@ FOUND: dict[str, Any] = {}
 CLIENT_SECRET = "client secret"
 # The demo's attacker: a guest account (Full Access, Send As and Send on Behalf on rob's mailbox).
 GUEST = "rob.young.invoices_gmail.com#EXT#@contoso.onmicrosoft.com"
-# Every eviction box of the approval form ticked (a form offers only those it has items for).
-EVICT_ALL = {
-    "remove_sign_in_methods": True,
-    "revoke_oauth_grants": True,
-    "remove_mailbox_delegates": True,
-    "enable_sign_in": True,
-}
 
 
 @pytest.fixture(scope="module")
