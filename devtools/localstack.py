@@ -271,6 +271,27 @@ def stop_together(processes: Sequence[ManagedProcess], grace: float) -> None:
         process.stop(term_timeout=max(0.0, deadline - time.monotonic()))
 
 
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` from /proc (children first, then theirs): the flow-run
+    processes a runner starts, which the caller did not start itself."""
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may contain spaces and parentheses; a process
+            # that is exiting may read as an empty file.
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
 def start_prefect_server(
     port: int, env: Mapping[str, str], log_path: Path, *, timeout: float = 180.0
 ) -> ManagedProcess:

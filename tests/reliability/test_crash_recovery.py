@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import descendants
 from emulator import Emulator
 
 from ..handover_keys import secret_value
-from ..security.leakscan import child_pids
 from .realserver import RealServer, serve_and_wait, served_stack, use_api, wait_for
 
 ROB = "rob@contoso.com"
@@ -64,7 +64,7 @@ def read(run_id: Any) -> Any:
 def flow_process_of(server: RealServer) -> int:
     """The child process of the worker that runs the flow."""
     worker = server.procs["serve"].pid
-    children = [p for p in child_pids(worker) if p != worker]
+    children = descendants(worker)
     assert children, "the worker has no flow-run process"
     return max(children)
 
