@@ -222,11 +222,7 @@ class ManagedProcess:
             return
         if self.proc.poll() is None:
             self._signal_group(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        self._wait_or_kill(self.proc, timeout)
 
     def terminate(self) -> None:
         """SIGTERM to the whole session, once: a second SIGTERM makes some Prefect processes
@@ -242,11 +238,7 @@ class ManagedProcess:
             return
         try:
             self.terminate()
-            try:
-                self.proc.wait(timeout=term_timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.proc.wait(timeout=10)
+            self._wait_or_kill(self.proc, term_timeout)
             self._signal_group(signal.SIGKILL)
         finally:
             if self.proc.stdout is not None:
@@ -255,6 +247,14 @@ class ManagedProcess:
                 self._log.write(f"===== stopped {self.name} rc={self.proc.returncode}\n".encode())
                 self._log.close()
                 self._log = None
+
+    def _wait_or_kill(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait ``timeout`` s for the leader to exit, then SIGKILL the whole session."""
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            proc.wait(timeout=10)
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
