@@ -115,6 +115,24 @@ def resume(run: Any, **run_input: Any) -> None:
     resume_flow_run(run.id, run_input=run_input)
 
 
+def handover_events(flow_run_id: Any, name: str) -> list[Any]:
+    """The hand-over audit events called ``name`` (``handover_audit.SEALED``, ...) of one run."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from orchestration import handover_audit
+
+    with get_client(sync_client=True) as client:
+        page = client.read_events(
+            filter=EventFilter(
+                event=EventNameFilter(name=[name]),
+                resource=EventResourceFilter(id=[handover_audit.resource_id(str(flow_run_id))]),
+            ),
+            limit=50,  # the server's maximum (the client's default, 100, is refused)
+        )
+    return list(page.events)
+
+
 def artifact_markdown(flow_run_id: Any, key: str) -> str:
     """The latest version of a run's Markdown artifact."""
     from prefect.client.orchestration import get_client
