@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devtools.localstack import descendants
 from emulator import Emulator
 
 from .exposure import LISTING, start_watch, wait_rounds
-from .infra import PrefectEnv, Processes, descendants, log
+from .infra import PrefectEnv, Processes, log
 from .tenants import WatchTenants
 
 TICK = os.sysconf("SC_CLK_TCK")

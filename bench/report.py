@@ -80,6 +80,12 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f}"
 
 
+def _median(samples: Sequence[object], attr: str) -> float | None:
+    """The median of one breakdown field over the samples that have it (None where none has)."""
+    vals = [getattr(x, attr) for x in samples if getattr(x, attr) is not None]
+    return summarize(vals).median if vals else None
+
+
 def containment_table(series: Sequence[Series]) -> str:
     bare = next((s for s in series if s.kind == "bare-warm" and s.samples), None)
     bare_median = summarize(bare.values).median if bare else None
@@ -88,10 +94,6 @@ def containment_table(series: Sequence[Series]) -> str:
         if not s.samples:
             continue
         summ = summarize(s.values)
-
-        def med(attr: str, s: Series = s) -> float | None:
-            vals = [getattr(x, attr) for x in s.samples if getattr(x, attr) is not None]
-            return summarize(vals).median if vals else None
 
         label = s.label
         if s.failed_after:
@@ -104,9 +106,9 @@ def containment_table(series: Sequence[Series]) -> str:
                 fmt_seconds(summ.p95),
                 fmt_seconds(summ.minimum),
                 fmt_seconds(summ.maximum),
-                fmt_seconds(med("picked_up")),
-                fmt_seconds(med("running")),
-                fmt_seconds(med("first_call")),
+                fmt_seconds(_median(s.samples, "picked_up")),
+                fmt_seconds(_median(s.samples, "running")),
+                fmt_seconds(_median(s.samples, "first_call")),
                 f"{summ.median / bare_median:.1f}x" if bare_median else "",
                 "yes" if summ.maximum <= CONTAINMENT_TARGET else "no",
             ]
@@ -268,10 +270,6 @@ def exposure_table(series: Sequence[ExposureSeries]) -> str:
             continue
         runs = summarize(s.values)
 
-        def med(attr: str, s: ExposureSeries = s) -> float | None:
-            vals = [getattr(x, attr) for x in s.samples if getattr(x, attr) is not None]
-            return summarize(vals).median if vals else None
-
         if s.route == "sweep":
             median = uniform_wait_plus(s.values, s.interval, 50)
             p95 = uniform_wait_plus(s.values, s.interval, 95)
@@ -290,9 +288,9 @@ def exposure_table(series: Sequence[ExposureSeries]) -> str:
                 fmt_seconds(p95, 1),
                 fmt_seconds(lo, 1),
                 fmt_seconds(hi, 1),
-                fmt_seconds(med("detected"), 1),
-                fmt_seconds(med("run_created"), 1),
-                fmt_seconds(med("running"), 1),
+                fmt_seconds(_median(s.samples, "detected"), 1),
+                fmt_seconds(_median(s.samples, "run_created"), 1),
+                fmt_seconds(_median(s.samples, "running"), 1),
                 fmt_seconds(runs.median, 1) if s.route == "sweep" else "-",
                 "yes" if met else "no",
             ]

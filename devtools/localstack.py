@@ -222,11 +222,7 @@ class ManagedProcess:
             return
         if self.proc.poll() is None:
             self._signal_group(sig)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self._signal_group(signal.SIGKILL)
-            self.proc.wait(timeout=10)
+        self._wait_or_kill(self.proc, timeout)
 
     def terminate(self) -> None:
         """SIGTERM to the whole session, once: a second SIGTERM makes some Prefect processes
@@ -242,11 +238,7 @@ class ManagedProcess:
             return
         try:
             self.terminate()
-            try:
-                self.proc.wait(timeout=term_timeout)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self.proc.wait(timeout=10)
+            self._wait_or_kill(self.proc, term_timeout)
             self._signal_group(signal.SIGKILL)
         finally:
             if self.proc.stdout is not None:
@@ -255,6 +247,14 @@ class ManagedProcess:
                 self._log.write(f"===== stopped {self.name} rc={self.proc.returncode}\n".encode())
                 self._log.close()
                 self._log = None
+
+    def _wait_or_kill(self, proc: subprocess.Popen[bytes], timeout: float) -> None:
+        """Wait ``timeout`` s for the leader to exit, then SIGKILL the whole session."""
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self._signal_group(signal.SIGKILL)
+            proc.wait(timeout=10)
 
     def _signal_group(self, sig: int) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -269,6 +269,27 @@ def stop_together(processes: Sequence[ManagedProcess], grace: float) -> None:
     deadline = time.monotonic() + grace
     for process in processes:
         process.stop(term_timeout=max(0.0, deadline - time.monotonic()))
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of ``pid`` from /proc (children first, then theirs): the flow-run
+    processes a runner starts, which the caller did not start itself."""
+    tree: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            # "pid (comm) state ppid ...": comm may contain spaces and parentheses; a process
+            # that is exiting may read as an empty file.
+            ppid = int(stat.read_text().rpartition(")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        tree.setdefault(ppid, []).append(int(stat.parent.name))
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in tree.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def start_prefect_server(

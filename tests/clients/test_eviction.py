@@ -367,12 +367,8 @@ def no_dir_emulator() -> Iterator[Emulator]:
             }
         ]
     }
-    emu = Emulator(seed)
-    emu.start()
-    try:
+    with Emulator(seed) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def test_audit_and_sign_in_logs_need_directory_read_all_too(no_dir_emulator: Emulator) -> None:

@@ -100,10 +100,37 @@ def wait_paused_or_done(started: Started, timeout: float = 90) -> Any:
     return None if result == "done" else result
 
 
+# Every eviction box of the approval form ticked (a form offers only those it has items for).
+EVICT_ALL = {
+    "remove_sign_in_methods": True,
+    "revoke_oauth_grants": True,
+    "remove_mailbox_delegates": True,
+    "enable_sign_in": True,
+}
+
+
 def resume(run: Any, **run_input: Any) -> None:
     from prefect.flow_runs import resume_flow_run
 
     resume_flow_run(run.id, run_input=run_input)
+
+
+def handover_events(flow_run_id: Any, name: str) -> list[Any]:
+    """The hand-over audit events called ``name`` (``handover_audit.SEALED``, ...) of one run."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    from orchestration import handover_audit
+
+    with get_client(sync_client=True) as client:
+        page = client.read_events(
+            filter=EventFilter(
+                event=EventNameFilter(name=[name]),
+                resource=EventResourceFilter(id=[handover_audit.resource_id(str(flow_run_id))]),
+            ),
+            limit=50,  # the server's maximum (the client's default, 100, is refused)
+        )
+    return list(page.events)
 
 
 def artifact_markdown(flow_run_id: Any, key: str) -> str:

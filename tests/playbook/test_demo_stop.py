@@ -32,7 +32,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.localstack import REPO, free_port
+from devtools.localstack import REPO, descendants, free_port
 
 STOP_WITHIN = 10.0
 PAUSED_WITHIN = 300.0
@@ -84,24 +84,6 @@ class Terminal:
         self.hang_up()
         with contextlib.suppress(OSError):
             os.close(self.slave)
-
-
-def _children() -> dict[int, list[int]]:
-    tree: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        fields = _stat(int(entry.name)) if entry.name.isdigit() else []
-        if len(fields) > 1:
-            tree.setdefault(int(fields[1]), []).append(int(entry.name))
-    return tree
-
-
-def _descendants(pid: int) -> list[int]:
-    tree, found, todo = _children(), [], [pid]
-    while todo:
-        for child in tree.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
 def _cmdline(pid: int) -> str:
@@ -184,7 +166,7 @@ def make_demo(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Termina
         yield make, term, port
     finally:
         # Whatever is still there (a failed case) goes now: no orphan outlives the test.
-        seen.update(_descendants(make.pid))
+        seen.update(descendants(make.pid))
         for pid in seen:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
@@ -211,7 +193,7 @@ def _started(make_pid: int) -> dict[str, int]:
     """The processes the demo started, found by PID (waits for the paused run's process)."""
     deadline = time.monotonic() + 30
     while True:
-        pids = _descendants(make_pid)
+        pids = descendants(make_pid)
         found = {
             role: pid
             for role, marker in EXPECTED.items()

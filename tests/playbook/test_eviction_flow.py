@@ -15,7 +15,7 @@ import pytest
 from emulator import Emulator, demo_seed_path, load_seed
 
 from ..handover_keys import PUBLIC_KEY
-from ..helpers.runs import artifact_markdown, effective, resume, wait_until_paused
+from ..helpers.runs import EVICT_ALL, artifact_markdown, effective, resume, wait_until_paused
 from .helpers import TENANT, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
@@ -25,7 +25,6 @@ GUEST = "rob.young.invoices_gmail.com#EXT#@contoso.onmicrosoft.com"
 MEGAN_UPN = "megan.bowen@contoso.onmicrosoft.com"
 UNBLOCK = "paused-approve-unblock-1"
 EVICTIONS = ("remove_sign_in_methods", "revoke_oauth_grants", "remove_mailbox_delegates")
-EVERYTHING = {box: True for box in (*EVICTIONS, "enable_sign_in")}
 REENABLE = "Sign-in stays blocked (block_sign_in)"
 
 
@@ -105,7 +104,7 @@ def test_approving_each_action_evicts_the_attacker_and_keeps_the_users_own(
 
     # the form offers each action, unticked, saying what it does and whether it can be undone
     form = _input(paused.id, f"{UNBLOCK}-schema")["properties"]
-    for box in (*EVICTIONS, "enable_sign_in"):
+    for box in EVICT_ALL:
         assert form[box]["type"] == "boolean" and form[box]["default"] is False, box
     assert "Galaxy S21" in form["remove_sign_in_methods"]["description"]
     assert "Cannot be undone" in form["remove_sign_in_methods"]["description"]
@@ -119,7 +118,7 @@ def test_approving_each_action_evicts_the_attacker_and_keeps_the_users_own(
     assert "203.0.113.45" in evidence and "FLAGGED" in evidence
 
     revocations = _rob(emulator).session_revocations
-    resume(paused, decision="approve", approver="bob", **EVERYTHING)
+    resume(paused, decision="approve", approver="bob", **EVICT_ALL)
     state = run.state()
     assert state.name == "Unblocked", state.message
 
@@ -150,7 +149,7 @@ def test_a_second_run_changes_nothing_and_reports_each_action_as_already_done(
     for paused in (first_paused, second_paused):
         assert set(EVICTIONS) <= set(_input(paused.id, f"{UNBLOCK}-schema")["properties"])
 
-    resume(first_paused, decision="approve", approver="bob", **EVERYTHING)
+    resume(first_paused, decision="approve", approver="bob", **EVICT_ALL)
     assert first.state().name == "Unblocked"
     writes = _eviction_writes(emulator)
     revocations = _rob(emulator).session_revocations
@@ -255,12 +254,8 @@ def lacking_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emula
 
 def _serve(seed: Any, tmp: pytest.TempPathFactory) -> Iterator[Emulator]:
     """A second emulator, for the module, on a seed changed for its tests."""
-    emu = Emulator(seed, state_dir=tmp.mktemp("emulator"))
-    emu.start()
-    try:
+    with Emulator(seed, state_dir=tmp.mktemp("emulator")) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 def _profile(emu: Emulator, app: str) -> str:

@@ -27,6 +27,7 @@ from emulator import Emulator
 from orchestration.handover import command_line, main
 
 from ..handover_keys import KEY_FILE, stored_value
+from ..helpers.runs import handover_events
 from .helpers import TENANT, run_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
@@ -111,20 +112,9 @@ def demo_env(tmp_path: Path, api_url: str) -> DemoEnv:
 
 
 def reveal_events(run_id: str) -> list[Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-
     from orchestration import handover_audit
 
-    with get_client(sync_client=True) as client:
-        page = client.read_events(
-            filter=EventFilter(
-                event=EventNameFilter(name=[handover_audit.REVEALED]),
-                resource=EventResourceFilter(id=[handover_audit.resource_id(run_id)]),
-            ),
-            limit=50,  # the server's maximum (the client's default, 100, is refused)
-        )
-    return list(page.events)
+    return handover_events(run_id, handover_audit.REVEALED)
 
 
 def test_the_line_the_demo_prints_hands_over_the_password_in_force(

@@ -24,10 +24,11 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import descendants
 from emulator import Emulator
 
 from ..handover_keys import secret_value
-from ..security.leakscan import child_pids
+from ..helpers.runs import handover_events
 from .realserver import RealServer, serve_and_wait, served_stack, use_api, wait_for
 
 ROB = "rob@contoso.com"
@@ -64,7 +65,7 @@ def read(run_id: Any) -> Any:
 def flow_process_of(server: RealServer) -> int:
     """The child process of the worker that runs the flow."""
     worker = server.procs["serve"].pid
-    children = [p for p in child_pids(worker) if p != worker]
+    children = descendants(worker)
     assert children, "the worker has no flow-run process"
     return max(children)
 
@@ -188,20 +189,9 @@ def test_kill_worker_while_waiting_for_approval(crash_env):
 
 
 def sealed_events(run_id: Any) -> list[Any]:
-    from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
-
     from orchestration import handover_audit
 
-    with get_client(sync_client=True) as client:
-        page = client.read_events(
-            filter=EventFilter(
-                event=EventNameFilter(name=[handover_audit.SEALED]),
-                resource=EventResourceFilter(id=[handover_audit.resource_id(str(run_id))]),
-            ),
-            limit=50,
-        )
-    return list(page.events)
+    return handover_events(run_id, handover_audit.SEALED)
 
 
 def test_a_rerun_in_a_new_process_seals_a_new_password_before_its_reset(crash_env):

@@ -41,6 +41,7 @@ from emulator import Emulator
 
 from ..handover_keys import PUBLIC_KEY, secret_value
 from ..helpers.runs import (
+    EVICT_ALL,
     artifact_markdown,
     effective_writes,
     ensure_verify_deployment,
@@ -64,13 +65,6 @@ GENERATED = REPO / "artifacts" / "fault-matrix.md"
 WRITE_DOC = os.environ.get("UNBLOCK_WRITE_FAULT_MATRIX") == "1"
 # The unblock approval's flow run input (first pause of the run).
 APPROVAL_INPUT = "paused-approve-unblock-1"
-# The approval's eviction checkboxes, all ticked in the rows of the eviction actions.
-EVICT_ALL = {
-    "remove_sign_in_methods": True,
-    "revoke_oauth_grants": True,
-    "remove_mailbox_delegates": True,
-    "enable_sign_in": True,
-}
 # The attacker's footholds on Rob in the demo seed, in the order the actions remove them.
 FOOTHOLDS = ("method", "grant", "full-access", "send-as", "send-on-behalf")
 _ACTION_OF = {

@@ -2,6 +2,7 @@
 what a copy of the Prefect database gives (block data decrypted with the key stored beside it).
 
 Both yield ``(location, raw bytes)`` for ``leakscan.Scanner.scan_bytes``; neither knows a secret.
+Their pagers (``paged``, ``event_pages``) serve the personal-data search too.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ _PAGE = 200
 _EVENTS_PAGE = 50  # the server's maximum for /events/filter
 
 
-def _paged(
+def paged(
     client: httpx.Client, path: str, body: dict[str, Any]
 ) -> Iterator[tuple[int, list[Any], bytes]]:
+    """``(offset, items, raw page)`` of every page a ``.../filter`` endpoint returns."""
     offset = 0
     while True:
         r = client.post(path, json={**body, "limit": _PAGE, "offset": offset})
@@ -52,9 +54,9 @@ def api_documents(api_url: str, auth_string: str | None = None) -> Iterator[tupl
             ("task_runs/filter", {}, "task runs"),
             ("deployments/filter", {}, "deployments"),
         ):
-            for offset, _items, raw in _paged(client, path, body):
+            for offset, _items, raw in paged(client, path, body):
                 yield f"api {what} page@{offset}", raw
-        for offset, runs, raw in _paged(client, "flow_runs/filter", {}):
+        for offset, runs, raw in paged(client, "flow_runs/filter", {}):
             yield f"api flow runs page@{offset}", raw
             for run in runs:
                 run_id = run["id"]
@@ -66,20 +68,23 @@ def api_documents(api_url: str, auth_string: str | None = None) -> Iterator[tupl
                 )
                 inputs.raise_for_status()
                 yield f"api flow run {run_id} inputs", inputs.content
-        page = client.post(
-            "events/filter",
-            json={"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": _EVENTS_PAGE},
-        )
-        n = 0
-        while True:
-            page.raise_for_status()
-            data = page.json()
+        for n, page in enumerate(event_pages(client)):
             yield f"api events page {n}", page.content
-            nxt = data.get("next_page")
-            if not nxt:
-                return
-            n += 1
-            page = client.get(nxt)
+
+
+def event_pages(client: httpx.Client) -> Iterator[httpx.Response]:
+    """Every page of every event the server keeps (``/events/filter``, then its ``next_page``)."""
+    page = client.post(
+        "events/filter",
+        json={"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": _EVENTS_PAGE},
+    )
+    while True:
+        page.raise_for_status()
+        yield page
+        nxt = page.json().get("next_page")
+        if not nxt:
+            return
+        page = client.get(nxt)
 
 
 def decrypted_block_documents(db_path: Path) -> Iterator[tuple[str, bytes]]:

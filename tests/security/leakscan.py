@@ -219,25 +219,3 @@ def _strings(doc: object) -> Iterator[str]:
     elif isinstance(doc, list):
         for v in doc:
             yield from _strings(v)
-
-
-def child_pids(root: int) -> list[int]:
-    """``root`` and all its descendants (from /proc), for cmdline scanning."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            text = stat.read_text()
-        except OSError:
-            continue
-        try:
-            pid = int(stat.parent.name)
-            ppid = int(text.rsplit(")", 1)[1].split()[1])
-        except (IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(pid)
-    out, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        out.append(pid)
-        todo.extend(children.get(pid, []))
-    return out

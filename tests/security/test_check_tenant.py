@@ -109,12 +109,8 @@ def _seed() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def preflight_emulator() -> Iterator[Emulator]:
-    emu = Emulator(_seed())
-    emu.start()
-    try:
+    with Emulator(_seed()) as emu:
         yield emu
-    finally:
-        emu.stop()
 
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,9 @@ import pytest
 from emulator import Emulator
 
 from ..evidence.receiver import WebhookReceiver
+from ..helpers.runs import EVICT_ALL
 from ..reliability.realserver import RealServer, served_stack, wait_for
+from .apiscan import event_pages, paged
 from .leakscan import Scanner
 
 pytestmark = pytest.mark.timeout(400)
@@ -47,14 +49,6 @@ PERSONAL = {
     "a spam subject (banking)": "Updated banking details",
     "a spam subject (invoice)": "Invoice INV-2291 overdue",
 }
-EVICT_ALL = {
-    "remove_sign_in_methods": True,
-    "revoke_oauth_grants": True,
-    "remove_mailbox_delegates": True,
-    "enable_sign_in": True,
-}
-_PAGE = 200
-_EVENTS_PAGE = 50  # the server's maximum for /events/filter
 # Where the evidence artifact is stored: the only place the needles may be.
 _ARTIFACT_TABLES = ("artifact", "artifact_collection")
 COPY = "event copying the evidence artifact"
@@ -86,18 +80,6 @@ def _plain(data: bytes | str) -> str:
     return text.replace("\\", "")
 
 
-def _paged(client: httpx.Client, path: str, body: dict[str, Any]) -> Iterator[list[Any]]:
-    offset = 0
-    while True:
-        r = client.post(path, json={**body, "limit": _PAGE, "offset": offset})
-        r.raise_for_status()
-        items = r.json()
-        yield items
-        if len(items) < _PAGE:
-            return
-        offset += _PAGE
-
-
 def _run_and_states(
     client: httpx.Client, kind: str, run: dict[str, Any]
 ) -> Iterator[tuple[str, str, str]]:
@@ -114,17 +96,17 @@ def _haystacks(api_url: str) -> Iterator[tuple[str, str, str]]:
     """(kind, location, text) of everything the Prefect API gives, the evidence artifact with
     kind "evidence artifact"."""
     with httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=30, trust_env=False) as client:
-        for logs in _paged(client, "logs/filter", {}):
+        for _offset, logs, _raw in paged(client, "logs/filter", {}):
             for log in logs:
                 yield "log", f"log of run {log.get('flow_run_id')}", str(log.get("message"))
-        for artifacts in _paged(client, "artifacts/filter", {}):
+        for _offset, artifacts, _raw in paged(client, "artifacts/filter", {}):
             for art in artifacts:
                 kind = "evidence artifact" if art.get("key") == EVIDENCE_KEY else "artifact"
                 yield kind, f"artifact {art.get('key')} {art['id']}", str(art.get("data"))
-        for task_runs in _paged(client, "task_runs/filter", {}):
+        for _offset, task_runs, _raw in paged(client, "task_runs/filter", {}):
             for task_run in task_runs:
                 yield from _run_and_states(client, "task_run", task_run)
-        for flow_runs in _paged(client, "flow_runs/filter", {}):
+        for _offset, flow_runs, _raw in paged(client, "flow_runs/filter", {}):
             for run in flow_runs:
                 yield from _run_and_states(client, "flow_run", run)
                 inputs = client.post(
@@ -133,23 +115,14 @@ def _haystacks(api_url: str) -> Iterator[tuple[str, str, str]]:
                 inputs.raise_for_status()
                 for item in inputs.json():
                     yield "flow run input", f"input {item['key']} of {run['name']}", item["value"]
-        page = client.post(
-            "events/filter",
-            json={"filter": {"occurred": {"since": "2000-01-01T00:00:00Z"}}, "limit": _EVENTS_PAGE},
-        )
-        while True:
-            page.raise_for_status()
-            data = page.json()
-            for event in data["events"]:
+        for page in event_pages(client):
+            for event in page.json()["events"]:
                 name = event["resource"].get("prefect.resource.name")
                 yield (
                     _event_kind(event["event"], name),
                     f"event {event['event']} {name}",
                     (json.dumps(event)),
                 )
-            if not data.get("next_page"):
-                return
-            page = client.get(data["next_page"])
 
 
 def _event_kind(event: str, resource_name: str | None) -> str:

@@ -31,26 +31,21 @@ from typing import Any
 
 import pytest
 
+from devtools.localstack import descendants
 from emulator import Emulator
 from emulator.state import PermissionRecord
 
 from ..handover_keys import secret_value, stored_value
+from ..helpers.runs import EVICT_ALL
 from ..reliability.realserver import CLIENT_SECRET_ENV, RealServer, served_stack, wait_for
 from .apiscan import api_documents, decrypted_block_documents
-from .leakscan import Scanner, child_pids
+from .leakscan import Scanner
 
 pytestmark = pytest.mark.timeout(400)
 FOUND: dict[str, Any] = {}
 CLIENT_SECRET = "client secret"
 # The demo's attacker: a guest account (Full Access, Send As and Send on Behalf on rob's mailbox).
 GUEST = "rob.young.invoices_gmail.com#EXT#@contoso.onmicrosoft.com"
-# Every eviction box of the approval form ticked (a form offers only those it has items for).
-EVICT_ALL = {
-    "remove_sign_in_methods": True,
-    "revoke_oauth_grants": True,
-    "remove_mailbox_delegates": True,
-    "enable_sign_in": True,
-}
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +92,7 @@ def _scan_live_processes(server: RealServer, everything: Scanner, worker_env: Sc
     holds the app's client secret by design (the recommended mode)."""
     pids = 0
     for name, proc in server.procs.items():
-        for pid in child_pids(proc.pid):
+        for pid in [proc.pid, *descendants(proc.pid)]:
             label = name if pid == proc.pid else f"{name}-child"
             everything.scan_process(pid, label, parts=("cmdline",))
             (worker_env if name != "server" else everything).scan_process(
