@@ -121,11 +121,28 @@ def real_server(home: Path) -> Iterator[RealServer]:
 
 @contextmanager
 def use_api(url: str) -> Iterator[None]:
-    """Point this process's Prefect client at ``url`` for the block."""
+    """Point this process's Prefect client at ``url`` for the block.
+
+    Prefect's events and API-log workers are per-process singletons that stay bound to the API
+    they first posted to. They are drained on the way in and out, so the block's events reach
+    ``url`` and no later test posts to a server that has stopped (its drain would then hang).
+    """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    _drain_prefect_workers()
     with temporary_settings(updates={PREFECT_API_URL: url}):
-        yield
+        try:
+            yield
+        finally:
+            _drain_prefect_workers()
+
+
+def _drain_prefect_workers() -> None:
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    EventsWorker.drain_all(timeout=30)
+    APILogWorker.drain_all(timeout=30)
 
 
 def deployment(name: str) -> Any:

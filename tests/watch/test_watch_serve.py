@@ -37,6 +37,11 @@ def _watchers(state: str | None = None) -> list[Any]:
     return [r for r in runs if state is None or (r.state and r.state.type.value == state)]
 
 
+def _running_watcher() -> Any:
+    """The one running watcher (a serve process may still be starting it)."""
+    return wait_for(lambda: _watchers("RUNNING"), 180, "a running watcher")[0]
+
+
 def _serve(server: WatchServer, name: str) -> None:
     server.start_serve(*SERVED, name=name)
 
@@ -71,7 +76,7 @@ def test_serve_starts_exactly_one_watcher(stack: tuple[WatchServer, Emulator]) -
 
 def test_a_new_entry_is_contained_through_serve(stack: tuple[WatchServer, Emulator]) -> None:
     server, emu = stack
-    watcher = _watchers("RUNNING")[0]
+    watcher = _running_watcher()
     # The watcher's first check (the baseline) is done before the entry appears.
     wait_for(
         lambda: [r for r in emu.requests if r.endpoint == "exo.Get-BlockedSenderAddress"],
@@ -103,7 +108,7 @@ def test_sigterm_to_serve_ends_its_watcher_and_the_queued_one_takes_over(
     stack: tuple[WatchServer, Emulator],
 ) -> None:
     server, _ = stack
-    first = _watchers("RUNNING")[0]
+    first = _running_watcher()
     t0 = time.monotonic()
     server.kill("serve-1", signal.SIGTERM)
     assert time.monotonic() - t0 < 20
