@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,3 +95,58 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _SERVER_PATHS
         ):
             item.add_marker(pytest.mark.server)
+    if getattr(config.option, "dist", "no") != "no":
+        items.sort(key=lambda item: _start_rank(worker_scope(item.nodeid)))
+
+
+# `make test` runs on pytest-xdist workers (`-n 4`), each with its own Prefect server and
+# emulator. The unit of work is a test file: its tests keep their order and module fixtures, as
+# in a serial run. The fault matrix alone is 188 flow runs and about 43 minutes (the `s` column
+# of docs/fault-matrix.md), so its cases are dealt out in chunks; each case checks its own row of
+# the page. The long units start first, or the run would end waiting on one worker.
+_FAULT_MATRIX = "tests/reliability/test_fault_matrix.py"
+_FAULT_CHUNKS = 8
+_LONG_FILES = (  # the slowest files in CI's --durations figures, slowest first
+    "tests/security/test_hostile_flows.py",
+    "tests/e2e/test_ui_journey.py",
+    "tests/watch/test_watch_flow.py",
+    "tests/e2e/test_ui_eviction.py",
+    "tests/reliability/test_crash_recovery.py",
+    "tests/security/test_secret_leaks.py",
+    "tests/playbook/test_demo_stop.py",
+    "tests/e2e/test_distributed.py",
+    "tests/playbook/test_tenant_choices.py",
+    "tests/security/test_personal_data.py",
+    "tests/warm/test_warm_executor.py",
+    "tests/playbook/test_approval_journey.py",
+    "tests/playbook/test_eviction_flow.py",
+)
+
+
+def worker_scope(nodeid: str) -> str:
+    """The unit of work a test belongs to: its file, or a chunk of the fault matrix."""
+    path = nodeid.split("::", 1)[0]
+    if path == _FAULT_MATRIX:
+        case = nodeid.split("[", 1)[1] if "[" in nodeid else ""  # the doc check goes to chunk 0
+        return f"{path}#{zlib.crc32(case.encode()) % _FAULT_CHUNKS if case else 0}"
+    return path
+
+
+def _start_rank(scope: str) -> int:
+    if scope.startswith(_FAULT_MATRIX):
+        return 0
+    return 1 + _LONG_FILES.index(scope) if scope in _LONG_FILES else 1 + len(_LONG_FILES)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduling over ``worker_scope``, in collection order (sorted above)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    config.option.loadscopereorder = False
+
+    class FilesAndMatrixChunks(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_scope(nodeid)
+
+    return FilesAndMatrixChunks(config, log)
