@@ -25,7 +25,7 @@ e2e-deps:
 	bash scripts/install-system-deps.sh
 
 test: setup e2e-deps check
-	$(BIN)/pytest -q -ra --durations=60 -n 4
+	$(BIN)/pytest -q -ra --durations=60 -n 5
 
 # The inner loop: no Prefect server, browser, PostgreSQL or fault matrix; no root needed.
 test-fast: setup check
