@@ -7,6 +7,7 @@ the emulator answered with success.
 
 from __future__ import annotations
 
+import json
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -185,3 +186,21 @@ def ensure_verify_deployment() -> None:
         except ObjectNotFound:
             pass
     verify_unblock.to_deployment(name="verify-unblock", enforce_parameter_schema=True).apply()
+
+
+def run_input(run_id: Any, key: str, timeout: float = 60) -> Any:
+    """A paused run's input ``key``, once it exists: Prefect sets the run Paused before it saves
+    the form's schema and description, so a test that sees the pause can be a moment early."""
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
+
+    def read() -> Any:
+        with get_client(sync_client=True) as client:
+            try:
+                return json.loads(client.read_flow_run_input(run_id, key))
+            except (ObjectNotFound, PrefectHTTPStatusError) as exc:
+                if isinstance(exc, PrefectHTTPStatusError) and exc.response.status_code != 404:
+                    raise
+                return None
+
+    return wait_for(read, timeout, f"input {key} of run {run_id}", every=0.2)

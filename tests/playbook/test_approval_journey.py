@@ -4,7 +4,6 @@ terminal, and clean logs when a run ends Rejected or ApprovalExpired under a run
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from datetime import datetime
@@ -18,7 +17,7 @@ from emulator import Emulator
 from playbook.evidence import when
 from playbook.rendering import md_escape as md
 
-from ..helpers.runs import artifact_markdown, effective, resume, wait_until_paused
+from ..helpers.runs import artifact_markdown, effective, resume, run_input, wait_until_paused
 from .helpers import TENANT, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
@@ -34,10 +33,7 @@ LINK = re.compile(r"\[Open the full evidence\]\((?P<url>[^)]+)\)")
 
 
 def _input(run_id: Any, key: str) -> Any:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return json.loads(client.read_flow_run_input(run_id, key))
+    return run_input(run_id, key)
 
 
 def _state(run_id: Any) -> Any:

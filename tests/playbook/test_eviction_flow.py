@@ -15,7 +15,14 @@ import pytest
 from emulator import Emulator, demo_seed_path, load_seed
 
 from ..handover_keys import PUBLIC_KEY
-from ..helpers.runs import EVICT_ALL, artifact_markdown, effective, resume, wait_until_paused
+from ..helpers.runs import (
+    EVICT_ALL,
+    artifact_markdown,
+    effective,
+    resume,
+    run_input,
+    wait_until_paused,
+)
 from .helpers import TENANT, start_unblock
 
 pytestmark = pytest.mark.usefixtures("tenant_block", "served")
@@ -29,10 +36,7 @@ REENABLE = "Sign-in stays blocked (block_sign_in)"
 
 
 def _input(run_id: Any, key: str) -> Any:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        return json.loads(client.read_flow_run_input(run_id, key))
+    return run_input(run_id, key)
 
 
 def _plain(markdown: str) -> str:

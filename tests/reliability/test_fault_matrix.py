@@ -26,7 +26,6 @@ regenerates the committed doc; a test run never writes a tracked file.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -46,6 +45,7 @@ from ..helpers.runs import (
     effective_writes,
     ensure_verify_deployment,
     resume,
+    run_input,
     start_unblock,
     wait_paused_or_done,
 )
@@ -277,11 +277,7 @@ def users_own_kept(emu: Emulator) -> bool:
 
 
 def _approval_description(run_id: Any) -> str:
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        text = json.loads(client.read_flow_run_input(run_id, f"{APPROVAL_INPUT}-description"))
-    return str(text).replace("\\", "")
+    return str(run_input(run_id, f"{APPROVAL_INPUT}-description")).replace("\\", "")
 
 
 @pytest.mark.parametrize(("step", "fault"), CASES)
